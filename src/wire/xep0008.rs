@@ -1,0 +1,1 @@
+//! XEP-0008 (being written).

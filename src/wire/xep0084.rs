@@ -1,0 +1,1 @@
+//! XEP-0084 (being written).
