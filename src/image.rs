@@ -264,6 +264,11 @@ impl Rendition {
         )
     }
 
+    /// This rendition as the PNG type, when it is one.
+    pub fn as_png(&self) -> Option<PngRendition> {
+        (self.format == ImageFormat::Png).then(|| PngRendition(self.clone()))
+    }
+
     fn longest_side(&self) -> u32 {
         self.width.max(self.height)
     }
@@ -287,6 +292,11 @@ impl Rendition {
         if u64::from(width) * u64::from(height) > limits.max_pixels {
             return Err(ImageError::TooManyPixels { width, height, limit: limits.max_pixels });
         }
+        // zune-jpeg (behind `image`, strict mode off) fills a cut-off scan with grey instead of failing, so a
+        // truncated JPEG would otherwise become a "valid" half-grey avatar.
+        if format == ImageFormat::Jpeg && !jpeg_reaches_eoi(&bytes) {
+            return Err(ImageError::Decode { format, reason: "truncated: no end-of-image marker".into() });
+        }
         let mut reader = reader();
         let mut bounds = Limits::default();
         // The decoder's own guard, in case the header lied: RGBA at the pixel budget, plus slack for codec state.
@@ -304,6 +314,42 @@ impl Rendition {
     }
 }
 
+/// Walks a JPEG's marker segments (skipping each by its length, so an EXIF thumbnail's own EOI is not mistaken
+/// for ours) and its entropy-coded scans, and says whether the top-level end-of-image marker is reached. Bytes
+/// after EOI and stray bytes between segments are tolerated, as decoders do. Never indexes out of bounds.
+fn jpeg_reaches_eoi(bytes: &[u8]) -> bool {
+    let at = |i: usize| bytes.get(i).copied();
+    let mut pos = 2; // after SOI
+    while pos < bytes.len() {
+        if at(pos) != Some(0xff) {
+            pos += 1; // garbage between segments
+            continue;
+        }
+        let Some(marker) = at(pos + 1) else { return false };
+        match marker {
+            0xd9 => return true,
+            // fill byte, or markers without a length (TEM, RSTn, a stray SOI)
+            0xff => pos += 1,
+            0x01 | 0xd0..=0xd8 => pos += 2,
+            _ => {
+                let (Some(hi), Some(lo)) = (at(pos + 2), at(pos + 3)) else { return false };
+                pos += 2 + usize::from(u16::from_be_bytes([hi, lo]));
+                if marker == 0xda {
+                    // Entropy-coded data runs to the next marker other than a stuffed 0xff00 or an RSTn.
+                    while pos < bytes.len() {
+                        match (at(pos), at(pos + 1)) {
+                            (Some(0xff), Some(0x00 | 0xd0..=0xd7)) => pos += 2,
+                            (Some(0xff), Some(_)) => break,
+                            _ => pos += 1,
+                        }
+                    }
+                }
+            }
+        }
+    }
+    false
+}
+
 #[derive(Clone, Copy)]
 enum Encoding {
     Png,
@@ -311,7 +357,8 @@ enum Encoding {
 }
 
 /// Scales `image` to fit `max_side` (never up), then tries each encoding in turn; while none fits `budget` bytes,
-/// steps the side down by a quarter. Gives up below 8 px.
+/// steps the side down by a quarter. Gives up below 8 px, but an image already smaller than that still gets its
+/// one try at its own size (a 5×3 JPEG must still get a PNG).
 fn shrink_until(
     image: &DynamicImage,
     max_side: u32,
@@ -319,7 +366,8 @@ fn shrink_until(
     encodings: &[Encoding],
 ) -> Result<Rendition, ImageError> {
     let mut side = max_side.min(image.width().max(image.height()));
-    while side >= 8 {
+    let floor = side.clamp(1, 8);
+    while side >= floor {
         let scaled = if image.width().max(image.height()) > side {
             image.resize(side, side, FilterType::Triangle)
         } else {

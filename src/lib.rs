@@ -7,5 +7,9 @@
 
 pub mod avatar;
 pub mod cache;
+pub mod config;
+pub mod engine;
 pub mod image;
+pub mod link;
+pub mod store;
 pub mod wire;

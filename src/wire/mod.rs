@@ -4,7 +4,9 @@
 //! is the link's and engine's business.
 
 pub mod b64;
+pub mod component;
 pub mod ns;
+pub mod stanza;
 pub mod vcard;
 pub mod xep0008;
 pub mod xep0084;

@@ -1,0 +1,271 @@
+//! The configuration: a TOML file, overridden by environment variables and `--set` flags, then validated.
+//!
+//! Every key can come from three places, last wins: the file (`[server] address = …`), the environment
+//! (`AVATAR_GATEWAY_SERVER_ADDRESS=…`), and the command line (`--set server.address=…`). Errors name the key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cache::CacheLimits;
+use crate::engine::{EngineConfig, ServerConverts};
+use crate::image::ImageLimits;
+use crate::link::LinkConfig;
+use crate::wire::xep0084::AccessModel;
+
+/// Environment variable prefix for every key.
+pub const ENV_PREFIX: &str = "AVATAR_GATEWAY_";
+
+/// The file as written (every key documented in README.md and `avatar-gateway.example.toml`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Raw {
+    server: RawServer,
+    gateway: RawGateway,
+    limits: ImageLimits,
+    cache: CacheLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawServer {
+    address: Option<String>,
+    component: Option<String>,
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    keepalive_secs: u64,
+    max_backoff_secs: u64,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            address: None,
+            component: None,
+            secret: None,
+            secret_file: None,
+            keepalive_secs: 60,
+            max_backoff_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawGateway {
+    store: Option<PathBuf>,
+    blob_budget_bytes: u64,
+    iq_timeout_secs: u64,
+    report_delay_secs: u64,
+    server_converts: ServerConverts,
+    pep_access_model: Option<AccessModel>,
+}
+
+impl Default for RawGateway {
+    fn default() -> Self {
+        Self {
+            store: None,
+            blob_budget_bytes: 64 << 20,
+            iq_timeout_secs: 15,
+            report_delay_secs: 2,
+            server_converts: ServerConverts::Auto,
+            pep_access_model: None,
+        }
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The component link.
+    pub link: LinkConfig,
+    /// The engine.
+    pub engine: EngineConfig,
+    /// Where the durable store lives (`None`: in memory, for trials only).
+    pub store: Option<PathBuf>,
+    /// Byte budget of cached image blobs in the store (pinned `storage:client:avatar` data excluded).
+    pub blob_budget_bytes: u64,
+}
+
+/// A configuration error, naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key or a wrong type (the message names the key and position).
+    #[error("{0}")]
+    Parse(String),
+    /// An override not of the form `section.key=value`.
+    #[error("override {0:?} is not section.key=value")]
+    BadOverride(String),
+    /// A key that must be set.
+    #[error("{key} is required: {hint}")]
+    Missing {
+        /// The key.
+        key: &'static str,
+        /// How to set it.
+        hint: &'static str,
+    },
+    /// A value out of range.
+    #[error("{key}: {reason}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Loads `file` (if any), applies `AVATAR_GATEWAY_*` variables from `env` and then `overrides`
+    /// (`section.key=value`), and validates.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[String],
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let Some((section, key)) =
+                rest.to_ascii_lowercase().split_once('_').map(|(s, k)| (s.to_owned(), k.to_owned()))
+            else {
+                continue;
+            };
+            set(&mut table, &section, &key, &value);
+        }
+        for o in overrides {
+            let (path, value) = o.split_once('=').ok_or_else(|| ConfigError::BadOverride(o.clone()))?;
+            let (section, key) = path.trim().split_once('.').ok_or_else(|| ConfigError::BadOverride(o.clone()))?;
+            set(&mut table, section, key, value.trim());
+        }
+        // Re-parse from text so serde's errors point at `key` with a line and column.
+        let raw: Raw = toml::from_str(&table.to_string()).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        Self::validate(raw)
+    }
+
+    fn validate(raw: Raw) -> Result<Self, ConfigError> {
+        let address = raw.server.address.ok_or(ConfigError::Missing {
+            key: "server.address",
+            hint: "host:port of the server's component listener, e.g. \"127.0.0.1:5347\"",
+        })?;
+        let component = raw.server.component.ok_or(ConfigError::Missing {
+            key: "server.component",
+            hint: "the Component name from the server config, e.g. \"avatars.example.org\"",
+        })?;
+        let secret = match (raw.server.secret, raw.server.secret_file) {
+            (Some(s), _) => s,
+            (None, Some(path)) => {
+                std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path, source })?.trim().to_owned()
+            }
+            (None, None) => {
+                return Err(ConfigError::Missing {
+                    key: "server.secret_file",
+                    hint: "a file holding component_secret, or AVATAR_GATEWAY_SERVER_SECRET in the environment",
+                });
+            }
+        };
+        if raw.gateway.iq_timeout_secs == 0 {
+            return Err(ConfigError::Invalid { key: "gateway.iq_timeout_secs", reason: "must be at least 1".into() });
+        }
+        if raw.limits.legacy_max_side == 0 || raw.limits.pep_max_side == 0 {
+            return Err(ConfigError::Invalid {
+                key: "limits.legacy_max_side / limits.pep_max_side",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(Self {
+            link: LinkConfig {
+                address,
+                component: component.clone(),
+                secret,
+                keepalive: Duration::from_secs(raw.server.keepalive_secs.max(1)),
+                max_backoff: Duration::from_secs(raw.server.max_backoff_secs.max(1)),
+            },
+            engine: EngineConfig {
+                component,
+                limits: raw.limits,
+                cache: raw.cache,
+                iq_timeout: Duration::from_secs(raw.gateway.iq_timeout_secs),
+                report_delay: Duration::from_secs(raw.gateway.report_delay_secs),
+                pep_access_model: raw.gateway.pep_access_model,
+                server_converts: raw.gateway.server_converts,
+            },
+            store: raw.gateway.store,
+            blob_budget_bytes: raw.gateway.blob_budget_bytes,
+        })
+    }
+}
+
+/// Sets `section.key` to `value`, read as a TOML value when it is one (numbers, booleans), else as a string.
+fn set(table: &mut toml::Table, section: &str, key: &str, value: &str) {
+    let parsed = format!("v = {value}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v"));
+    let value = parsed.unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    let entry = table.entry(section.to_owned()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::Table(t) = entry {
+        t.insert(key.to_owned(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, env: &[(&str, &str)], sets: &[&str]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("agw-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(format!("{}.toml", toml.len()));
+        std::fs::write(&file, toml).unwrap();
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        let sets: Vec<String> = sets.iter().map(|s| (*s).to_owned()).collect();
+        Config::load(Some(&file), env, &sets)
+    }
+
+    #[test]
+    fn file_then_environment_then_flags() {
+        let c = load(
+            "[server]\naddress = \"127.0.0.1:5347\"\ncomponent = \"avatars.localhost\"\nsecret = \"s\"\n[limits]\nlegacy_max_side = 48\n",
+            &[("AVATAR_GATEWAY_GATEWAY_IQ_TIMEOUT_SECS", "7"), ("AVATAR_GATEWAY_SERVER_ADDRESS", "127.0.0.1:1")],
+            &["server.address=127.0.0.1:2", "gateway.server_converts=no"],
+        )
+        .unwrap();
+        assert_eq!(c.link.address, "127.0.0.1:2");
+        assert_eq!(c.engine.iq_timeout, Duration::from_secs(7));
+        assert_eq!(c.engine.limits.legacy_max_side, 48);
+        assert_eq!(c.engine.server_converts, ServerConverts::No);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = load("[server]\naddress = \"a:1\"\nsecret = \"s\"\n", &[], &[]).unwrap_err();
+        assert!(e.to_string().starts_with("server.component is required"), "{e}");
+        let e = load(
+            "[server]\naddress = \"a:1\"\ncomponent = \"c\"\nsecret = \"s\"\n[limits]\nlegacy_max_sid = 3\n",
+            &[],
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("legacy_max_sid"), "{e}");
+        let e = load(
+            "[server]\naddress = \"a:1\"\ncomponent = \"c\"\nsecret = \"s\"\n[gateway]\niq_timeout_secs = \"x\"\n",
+            &[],
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("iq_timeout_secs"), "{e}");
+    }
+}

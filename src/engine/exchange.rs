@@ -1,0 +1,243 @@
+//! One state per outstanding request, and what its reply (or its absence) means.
+//!
+//! Every reply is matched to the exchange that asked for it by id; the handler checks that the reply has the
+//! shape that exchange expects, so a forged or stray reply cannot change an account.
+
+use std::time::Instant;
+
+use xmpp_parsers::jid::BareJid;
+use xmpp_parsers::minidom::Element;
+
+use super::account::{Scheme, Seen};
+use super::{Engine, Event};
+use crate::avatar::AvatarHash;
+use crate::image::PngRendition;
+use crate::wire::component::{self, DelegationVersion, PrivilegedReply};
+use crate::wire::stanza::{Iq, IqType};
+use crate::wire::{ns, vcard, xep0008, xep0084};
+
+/// What an outstanding request was for.
+#[derive(Debug, Clone)]
+pub(super) enum Exchange {
+    /// disco#info on the account: does the server convert vCard ↔ PEP itself?
+    Converts { account: BareJid },
+    /// Privileged items get of the metadata node: what PEP holds.
+    PepPoll { account: BareJid },
+    /// Privileged items get of one data item.
+    PepData { account: BareJid, hash: AvatarHash },
+    /// Privileged vCard get: what the vCard holds.
+    VcardRead { account: BareJid },
+    /// `jabber:iq:avatar` get to the XEP-0008 owner's client.
+    IqAvatar { account: BareJid, hash: AvatarHash },
+    /// Privileged vCard get before replacing its PHOTO (vCards are replaced whole).
+    VcardWrite { account: BareJid, png: Option<PngRendition> },
+    /// Privileged vCard set.
+    VcardSet { account: BareJid, hash: Option<AvatarHash> },
+    /// Privileged publish to the data node; the metadata follows on success (XEP-0084: data first).
+    PublishData { account: BareJid, png: PngRendition },
+    /// Privileged publish to the metadata node.
+    PublishMetadata { account: BareJid, hash: Option<AvatarHash> },
+}
+
+impl Exchange {
+    /// Whether this exchange is already fetching the bytes of `hash` (so a second asker waits for it).
+    pub(super) fn fetches(&self, hash: &AvatarHash) -> bool {
+        matches!(self, Exchange::PepData { hash: h, .. } | Exchange::IqAvatar { hash: h, .. } if h == hash)
+    }
+}
+
+/// An outstanding request.
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub(super) deadline: Instant,
+    pub(super) exchange: Exchange,
+}
+
+/// A XEP-0008 reader's delegated get, waiting for the account's avatar to be known.
+#[derive(Debug)]
+pub(super) struct Reader {
+    pub(super) outer: Iq,
+    pub(super) version: DelegationVersion,
+    pub(super) inner: Iq,
+    pub(super) store: xep0008::Store,
+    pub(super) deadline: Instant,
+}
+
+impl Engine {
+    pub(super) fn exchange_reply(&mut self, now: Instant, exchange: Exchange, reply: &Iq, element: &Element) {
+        // Replies to requests we sent directly (not privileged) carry their payload as is.
+        if let Exchange::Converts { account } = &exchange {
+            let converts = reply.kind == IqType::Result
+                && reply.payload.as_ref().is_some_and(|q| {
+                    q.children().any(|f| f.name() == "feature" && f.attr("var") == Some(ns::PEP_VCARD_CONVERSION))
+                });
+            self.account(account).server_converts = Some(converts);
+            let account = account.clone();
+            return self.plan_writes(now, &account);
+        }
+        if let Exchange::IqAvatar { account, hash } = exchange {
+            let data = reply.payload.as_ref().filter(|_| reply.kind == IqType::Result).map(xep0008::Query::parse);
+            return match data {
+                Some(Ok(xep0008::Query { data: Some(d), .. })) => {
+                    self.accept_bytes(now, &account, Scheme::Legacy, Some(hash), d.bytes)
+                }
+                Some(Err(e)) => self.fail_fetch(now, &account, Scheme::Legacy, hash, e.to_string()),
+                _ => self.fail_fetch(now, &account, Scheme::Legacy, hash, describe(reply)),
+            };
+        }
+        match component::privileged_reply(reply, element) {
+            PrivilegedReply::Result(payload) => self.privileged_result(now, exchange, payload),
+            PrivilegedReply::Error(condition) => {
+                let condition = condition.unwrap_or_else(|| "unknown error".into());
+                self.privileged_error(now, exchange, &condition)
+            }
+        }
+    }
+
+    fn privileged_result(&mut self, now: Instant, exchange: Exchange, payload: Option<Element>) {
+        match exchange {
+            Exchange::PepPoll { account } => {
+                let state = match payload.as_ref().map(xep0084::parse_items) {
+                    Some(Ok(Some((_, items)))) => items.into_iter().next_back().map(|i| i.payload),
+                    Some(Err(e)) => return self.refuse(&account, Scheme::Pep, e.to_string()),
+                    _ => None,
+                };
+                match state {
+                    None | Some(Ok(xep0084::Payload::Metadata(xep0084::Metadata::NoAvatar))) => {
+                        self.observe(now, &account, Scheme::Pep, Seen::NoAvatar, None)
+                    }
+                    Some(Ok(xep0084::Payload::Metadata(m))) => match m.inline_info() {
+                        Some(info) => self.observe(now, &account, Scheme::Pep, Seen::Avatar(info.id), None),
+                        None => {
+                            self.refuse(&account, Scheme::Pep, "metadata lists only url infos (no HTTP fetch)".into())
+                        }
+                    },
+                    Some(Ok(_)) => self.refuse(&account, Scheme::Pep, "metadata item without metadata".into()),
+                    Some(Err(e)) => self.refuse(&account, Scheme::Pep, e.to_string()),
+                }
+            }
+            Exchange::PepData { account, hash } => {
+                let item =
+                    payload.as_ref().map(xep0084::parse_items).and_then(Result::ok).flatten().and_then(|(_, items)| {
+                        items
+                            .into_iter()
+                            .find(|i| i.id.as_deref().and_then(|id| AvatarHash::parse(id).ok()) == Some(hash))
+                    });
+                match item.map(|i| i.payload) {
+                    Some(Ok(xep0084::Payload::Data(bytes))) => {
+                        self.accept_bytes(now, &account, Scheme::Pep, Some(hash), bytes)
+                    }
+                    Some(Err(e)) => self.fail_fetch(now, &account, Scheme::Pep, hash, e.to_string()),
+                    _ => self.fail_fetch(now, &account, Scheme::Pep, hash, "data item missing".into()),
+                }
+            }
+            Exchange::VcardRead { account } => {
+                match payload.map(vcard::VCard::parse).map(|v| v.and_then(|v| v.photo())) {
+                    Some(Ok(vcard::Photo::Binval { bytes, .. })) => {
+                        let hash = AvatarHash::of(&bytes);
+                        self.observe_with_bytes(now, &account, Scheme::Vcard, hash, bytes);
+                    }
+                    Some(Ok(vcard::Photo::Extval(url))) => {
+                        self.refuse(&account, Scheme::Vcard, format!("PHOTO is an EXTVAL ({url}); no HTTP fetch"))
+                    }
+                    Some(Ok(vcard::Photo::None)) | None => {
+                        self.observe(now, &account, Scheme::Vcard, Seen::NoAvatar, None)
+                    }
+                    Some(Err(e)) => self.refuse(&account, Scheme::Vcard, e.to_string()),
+                }
+            }
+            Exchange::VcardWrite { account, png } => {
+                let existing = match payload.map(vcard::VCard::parse) {
+                    Some(Ok(v)) => v,
+                    None => vcard::VCard::empty(),
+                    Some(Err(e)) => return self.refuse(&account, Scheme::Vcard, e.to_string()),
+                };
+                self.write_vcard(now, &account, existing, png);
+            }
+            Exchange::VcardSet { account, hash } => self.wrote(&account, Scheme::Vcard, hash),
+            Exchange::PublishData { account, png } => self.publish_metadata(now, &account, png),
+            Exchange::PublishMetadata { account, hash } => self.wrote(&account, Scheme::Pep, hash),
+            Exchange::Converts { .. } | Exchange::IqAvatar { .. } => {}
+        }
+    }
+
+    fn privileged_error(&mut self, now: Instant, exchange: Exchange, condition: &str) {
+        match exchange {
+            // No node or no vCard yet: the account simply has no avatar there.
+            Exchange::PepPoll { account } if condition == "item-not-found" => {
+                self.observe(now, &account, Scheme::Pep, Seen::NoAvatar, None)
+            }
+            Exchange::VcardRead { account } if condition == "item-not-found" => {
+                self.observe(now, &account, Scheme::Vcard, Seen::NoAvatar, None)
+            }
+            Exchange::VcardWrite { account, png } if condition == "item-not-found" => {
+                self.write_vcard(now, &account, vcard::VCard::empty(), png)
+            }
+            other => self.exchange_failed(now, other, condition),
+        }
+    }
+
+    /// A request failed or timed out: nothing changes, the reason is told.
+    pub(super) fn exchange_failed(&mut self, now: Instant, exchange: Exchange, reason: &str) {
+        let (account, scheme) = match &exchange {
+            Exchange::Converts { account } => {
+                // A server that will not say is treated as not converting: the gateway's writes are idempotent,
+                // and the step limit in the tests proves they do not ping-pong with a converting server.
+                self.account(account).server_converts = Some(false);
+                let account = account.clone();
+                return self.plan_writes(now, &account);
+            }
+            Exchange::PepData { account, hash } | Exchange::IqAvatar { account, hash } => {
+                let scheme = if matches!(exchange, Exchange::PepData { .. }) { Scheme::Pep } else { Scheme::Legacy };
+                let (account, hash) = (account.clone(), *hash);
+                return self.fail_fetch(now, &account, scheme, hash, reason.to_owned());
+            }
+            Exchange::PepPoll { account }
+            | Exchange::PublishData { account, .. }
+            | Exchange::PublishMetadata { account, .. } => (account.clone(), Scheme::Pep),
+            Exchange::VcardRead { account }
+            | Exchange::VcardWrite { account, .. }
+            | Exchange::VcardSet { account, .. } => (account.clone(), Scheme::Vcard),
+        };
+        self.refuse(&account, scheme, format!("{} failed: {reason}", exchange.describe()));
+        self.answer_readers_if_settled(&account);
+    }
+
+    /// A fetch failed: remember it (negative cache) so a broken client is not asked again and again.
+    fn fail_fetch(&mut self, now: Instant, account: &BareJid, scheme: Scheme, hash: AvatarHash, reason: String) {
+        self.cache.mark_failed(hash, reason.clone(), now);
+        self.refuse(account, scheme, format!("fetching {hash} failed: {reason}"));
+        self.answer_readers_if_settled(account);
+    }
+
+    fn wrote(&mut self, account: &BareJid, scheme: Scheme, hash: Option<AvatarHash>) {
+        let state = hash.map_or(Seen::NoAvatar, Seen::Avatar);
+        self.account(account).wrote(scheme, state);
+        self.persist(account);
+        self.events.push_back(Event::Wrote { account: account.to_string(), scheme, hash });
+    }
+}
+
+impl Exchange {
+    fn describe(&self) -> &'static str {
+        match self {
+            Exchange::Converts { .. } => "conversion discovery",
+            Exchange::PepPoll { .. } => "reading the metadata node",
+            Exchange::PepData { .. } => "reading the data node",
+            Exchange::VcardRead { .. } => "reading the vCard",
+            Exchange::IqAvatar { .. } => "jabber:iq:avatar fetch",
+            Exchange::VcardWrite { .. } => "reading the vCard before writing it",
+            Exchange::VcardSet { .. } => "writing the vCard",
+            Exchange::PublishData { .. } => "publishing the data node",
+            Exchange::PublishMetadata { .. } => "publishing the metadata node",
+        }
+    }
+}
+
+fn describe(reply: &Iq) -> String {
+    match (&reply.kind, &reply.error) {
+        (IqType::Error, Some(condition)) => condition.clone(),
+        (IqType::Error, None) => "error".into(),
+        _ => "result without avatar data".into(),
+    }
+}

@@ -1,0 +1,515 @@
+//! The sans-IO core: stanzas and ticks in, stanzas and events out. No socket, no clock, no spawn.
+//!
+//! Contract (after quinn-proto): inputs are `handle_*` methods that take `now`; outputs are drained with the
+//! `poll_*` methods after every input, in the order [`Engine::poll_transmit`] → [`Engine::poll_event`] →
+//! [`Engine::poll_timeout`]. Every request the engine sends is remembered as an [`exchange`] under its id; a
+//! reply nobody asked for is dropped, never acted on.
+//!
+//! Data flow: a presence, PEP event or delegated IQ becomes an observation of one scheme
+//! ([`account::Account::observe`]); a new avatar is fetched (cache first), validated into renditions, adopted, and
+//! then written to the schemes that lack it ([`plan`]); XEP-0008 readers are answered from the current avatar.
+
+pub mod account;
+mod exchange;
+pub mod grants;
+mod plan;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::minidom::Element;
+
+use crate::avatar::AvatarHash;
+use crate::cache::{AvatarCache, CacheLimits};
+use crate::image::{ImageLimits, Rendition};
+use crate::store::{Store, StoredAccount};
+use crate::wire::component::{self, Privileges};
+use crate::wire::stanza::{Condition, Iq, IqType, iq};
+use crate::wire::xep0084::AccessModel;
+use crate::wire::{ns, vcard, xep0008, xep0084};
+use account::{Account, Scheme, Seen, Verdict};
+use exchange::{Exchange, Pending, Reader};
+use grants::{DirectionStatus, Grants};
+
+/// Whether the server converts vCard ↔ XEP-0084 by itself (XEP-0398; Prosody's mod_vcard_legacy, ejabberd's
+/// mod_avatar). When it does, the gateway leaves that pair alone, or each side would re-trigger the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerConverts {
+    /// Ask each account (disco#info for `urn:xmpp:pep-vcard-conversion:0`).
+    Auto,
+    /// The server converts: never write vCard ↔ PEP.
+    Yes,
+    /// It does not: the gateway converts vCard ↔ PEP.
+    No,
+}
+
+/// The engine's settings (the `[gateway]`, `[limits]` and `[cache]` parts of the config).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The component's JID, the `from` of everything it sends.
+    pub component: String,
+    /// Image budgets.
+    pub limits: ImageLimits,
+    /// Cache budgets.
+    pub cache: CacheLimits,
+    /// How long to wait for any reply.
+    pub iq_timeout: Duration,
+    /// How long after connecting to report the granted capabilities (the server announces them one by one).
+    pub report_delay: Duration,
+    /// `pubsub#access_model` to publish with; `None` keeps the server's default (XEP-0398 privacy note).
+    pub pep_access_model: Option<AccessModel>,
+    /// Server-side conversion.
+    pub server_converts: ServerConverts,
+}
+
+/// Something worth telling the operator (the shell logs these; tests count them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The rights granted for a host, direction by direction.
+    Capabilities {
+        /// The host.
+        host: String,
+        /// Every direction and what it lacks.
+        directions: Vec<DirectionStatus>,
+    },
+    /// Image bytes were fetched from a scheme (each hash at most once while cached).
+    Fetched {
+        /// Account.
+        account: String,
+        /// Where from.
+        scheme: Scheme,
+        /// The bytes' hash.
+        hash: AvatarHash,
+    },
+    /// A new avatar became the account's current one.
+    Adopted {
+        /// Account.
+        account: String,
+        /// Where from.
+        scheme: Scheme,
+        /// Its original hash.
+        hash: AvatarHash,
+    },
+    /// The account's avatar was deliberately removed in the scheme that held it.
+    Removed {
+        /// Account.
+        account: String,
+        /// Where.
+        scheme: Scheme,
+    },
+    /// The gateway wrote a scheme (`None`: "no avatar").
+    Wrote {
+        /// Account.
+        account: String,
+        /// Which scheme.
+        scheme: Scheme,
+        /// The hash now there.
+        hash: Option<AvatarHash>,
+    },
+    /// Input refused; the previous avatar stays everywhere.
+    Refused {
+        /// Account.
+        account: String,
+        /// Which scheme it came from.
+        scheme: Scheme,
+        /// Why.
+        reason: String,
+    },
+    /// A XEP-0008 reader was answered.
+    Served {
+        /// The account asked about.
+        account: String,
+        /// Who asked.
+        reader: String,
+        /// The hash served (`None`: item-not-found).
+        hash: Option<AvatarHash>,
+    },
+    /// A write to the store failed (the shell should alert: `storage:client:avatar` data lives only there).
+    StoreFailed(String),
+    /// A write or read needed a right the server did not grant.
+    NotGranted {
+        /// Account.
+        account: String,
+        /// What was skipped.
+        what: String,
+    },
+}
+
+/// The gateway's core state machine.
+pub struct Engine {
+    config: EngineConfig,
+    grants: Grants,
+    accounts: HashMap<BareJid, Account>,
+    cache: AvatarCache,
+    store: Box<dyn Store>,
+    pending: HashMap<String, Pending>,
+    readers: HashMap<BareJid, Vec<Reader>>,
+    outbox: VecDeque<Element>,
+    events: VecDeque<Event>,
+    next_id: u64,
+    report_at: Option<Instant>,
+}
+
+impl Engine {
+    /// A new engine over `store` (accounts are loaded from it as they are met).
+    pub fn new(config: EngineConfig, store: Box<dyn Store>) -> Self {
+        let cache = AvatarCache::new(config.cache.clone());
+        Self {
+            config,
+            grants: Grants::default(),
+            accounts: HashMap::new(),
+            cache,
+            store,
+            pending: HashMap::new(),
+            readers: HashMap::new(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            next_id: 0,
+            report_at: None,
+        }
+    }
+
+    /// The stream is up (handshake done). Grants are re-learnt from the server's announcements.
+    pub fn handle_connected(&mut self, now: Instant) {
+        self.grants = Grants::default();
+        self.report_at = Some(now + self.config.report_delay);
+    }
+
+    /// The stream went away: every outstanding exchange is void (its reply can no longer come), and waiting
+    /// readers were answered by the server already (component gone → service-unavailable).
+    pub fn handle_disconnected(&mut self, _now: Instant) {
+        self.pending.clear();
+        self.readers.clear();
+        self.report_at = None;
+    }
+
+    /// One stanza from the component stream.
+    pub fn handle_stanza(&mut self, now: Instant, stanza: Element) {
+        match stanza.name() {
+            "iq" => self.handle_iq(now, &stanza),
+            "presence" => self.handle_presence(now, &stanza),
+            "message" => self.handle_message(now, &stanza),
+            _ => {}
+        }
+    }
+
+    /// Time passed: expire exchanges and readers whose deadline is reached, report capabilities when due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.report_at.is_some_and(|t| t <= now) {
+            self.report_at = None;
+            self.report_capabilities();
+        }
+        let expired: Vec<String> =
+            self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(id, _)| id.clone()).collect();
+        for id in expired {
+            if let Some(p) = self.pending.remove(&id) {
+                self.exchange_failed(now, p.exchange, "timeout");
+            }
+        }
+        let due: Vec<BareJid> = self
+            .readers
+            .iter()
+            .filter(|(_, rs)| rs.iter().any(|r| r.deadline <= now))
+            .map(|(j, _)| j.clone())
+            .collect();
+        for account in due {
+            let (late, waiting): (Vec<Reader>, Vec<Reader>) =
+                self.readers.remove(&account).unwrap_or_default().into_iter().partition(|r| r.deadline <= now);
+            if !waiting.is_empty() {
+                self.readers.insert(account.clone(), waiting);
+            }
+            for reader in late {
+                self.answer_reader(&account, reader, None);
+            }
+        }
+    }
+
+    /// The next stanza to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Element> {
+        self.outbox.pop_front()
+    }
+
+    /// The next event to log.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] must next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let exchanges = self.pending.values().map(|p| p.deadline);
+        let readers = self.readers.values().flatten().map(|r| r.deadline);
+        exchanges.chain(readers).chain(self.report_at).min()
+    }
+
+    /// What the server has granted so far.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
+
+    fn report_capabilities(&mut self) {
+        let hosts: Vec<String> = self.grants.hosts().map(str::to_owned).collect();
+        for host in hosts {
+            let directions = self.grants.report(&host);
+            self.events.push_back(Event::Capabilities { host, directions });
+        }
+    }
+
+    fn handle_message(&mut self, now: Instant, message: &Element) {
+        let from = message.attr("from").and_then(|f| Jid::new(f).ok());
+        if let Some(privileges) = Privileges::from_message(message)
+            && let Some(from) = from.as_ref().filter(|j| j.node().is_none())
+        {
+            self.grants.privileges.insert(from.domain().to_string(), privileges);
+            return;
+        }
+        if let Some((version, namespaces)) = component::delegated_namespaces(message) {
+            self.grants.delegation_version = Some(version);
+            self.grants.delegated.extend(namespaces);
+            return;
+        }
+        // PEP notifications (when the server sends them to us): the metadata item is authoritative.
+        let (Some(from), Some(event)) = (from, message.get_child("event", ns::PUBSUB_EVENT)) else { return };
+        let account = from.to_bare();
+        if from.node().is_none() {
+            return;
+        }
+        match xep0084::parse_event(event) {
+            Ok(Some(event)) => self.pep_event(now, &account, event),
+            Ok(None) => {}
+            Err(e) => self.refuse(&account, Scheme::Pep, e.to_string()),
+        }
+    }
+
+    fn handle_presence(&mut self, now: Instant, presence: &Element) {
+        let Some(from) = presence.attr("from").and_then(|f| Jid::new(f).ok()) else { return };
+        if from.node().is_none() || presence.attr("type").is_some() {
+            return; // unavailable, subscriptions, errors (our own bounced presences when the link was down)
+        }
+        let account = from.to_bare();
+        self.ensure_converts_known(now, &account);
+        match xep0008::XAvatar::from_presence(presence) {
+            Ok(xep0008::XAvatar::Hash(hash)) => {
+                self.observe(now, &account, Scheme::Legacy, Seen::Avatar(hash), Some(&from))
+            }
+            Ok(xep0008::XAvatar::Disabled) => self.observe(now, &account, Scheme::Legacy, Seen::NoAvatar, None),
+            Ok(xep0008::XAvatar::Absent) => {}
+            Err(e) => self.refuse(&account, Scheme::Legacy, e.to_string()),
+        }
+        // XEP-0153 hashes are hints (Prosody injects the PEP item id; clients lag): read the real thing when a hint
+        // differs from what we know, or when we know nothing yet.
+        let hint = match vcard::Update::from_presence(presence) {
+            Ok(vcard::Update::Hash(h)) => Some(Seen::Avatar(h)),
+            Ok(vcard::Update::NoAvatar) => Some(Seen::NoAvatar),
+            Ok(_) => None,
+            Err(e) => {
+                self.refuse(&account, Scheme::Vcard, e.to_string());
+                None
+            }
+        };
+        self.refresh(now, &account, hint);
+    }
+
+    fn handle_iq(&mut self, now: Instant, stanza: &Element) {
+        let Ok(envelope) = Iq::parse(stanza) else { return };
+        if !envelope.kind.is_request() {
+            if let Some(p) = self.pending.remove(&envelope.id) {
+                self.exchange_reply(now, p.exchange, &envelope, stanza);
+            }
+            return;
+        }
+        if let Some(delegated) = component::delegated(stanza) {
+            self.handle_delegated(now, &envelope, delegated);
+            return;
+        }
+        let reply = match envelope.payload.as_ref() {
+            Some(q) if envelope.kind == IqType::Get && q.is("query", ns::DISCO_INFO) => Some(self.disco_info(q)),
+            Some(p) if envelope.kind == IqType::Get && p.is("ping", ns::PING) => None,
+            _ => {
+                self.outbox.push_back(envelope.error_reply(ns::COMPONENT, Condition::ServiceUnavailable));
+                return;
+            }
+        };
+        self.outbox.push_back(envelope.result(ns::COMPONENT, reply));
+    }
+
+    /// Answers disco#info: for a delegation node, the namespace (so the server activates it); otherwise who we are.
+    fn disco_info(&self, query: &Element) -> Element {
+        let node = query.attr("node").unwrap_or_default();
+        if let Some(namespace) = component::delegation_disco_namespace(node) {
+            return component::delegation_disco_info(node, namespace);
+        }
+        use crate::wire::xml::{Attrs, element};
+        let feature = |var: &str| element("feature", ns::DISCO_INFO).with_attr("var", var).build();
+        element("query", ns::DISCO_INFO)
+            .append(
+                element("identity", ns::DISCO_INFO)
+                    .with_attr("category", "component")
+                    .with_attr("type", "generic")
+                    .with_attr("name", "avatar-gateway")
+                    .build(),
+            )
+            .append(feature(ns::DISCO_INFO))
+            .append(feature(ns::IQ_AVATAR))
+            .append(feature(ns::STORAGE_AVATAR))
+            .build()
+    }
+
+    fn id(&mut self) -> String {
+        self.next_id += 1;
+        format!("gw{}", self.next_id)
+    }
+
+    /// Sends a request from the component and remembers what it was for.
+    fn request(&mut self, now: Instant, kind: IqType, to: &str, payload: Element, exchange: Exchange) {
+        let id = self.id();
+        let component = self.config.component.clone();
+        self.outbox.push_back(iq(ns::COMPONENT, kind, &id, Some(&component), Some(to), Some(payload)));
+        self.pending.insert(id, Pending { deadline: now + self.config.iq_timeout, exchange });
+    }
+
+    /// Sends a XEP-0356 privileged IQ on the account's behalf, if that right was granted; says so if not.
+    fn privileged(
+        &mut self,
+        now: Instant,
+        account: &BareJid,
+        namespace: &'static str,
+        kind: IqType,
+        payload: Element,
+        exchange: Exchange,
+    ) -> bool {
+        if !self.grants.allows_iq(account.domain().as_str(), namespace, kind) {
+            let what = format!("{} {namespace}", kind.as_str());
+            self.events.push_back(Event::NotGranted { account: account.to_string(), what });
+            return false;
+        }
+        let id = self.id();
+        let inner = iq(ns::CLIENT, kind, &id, None, None, Some(payload));
+        let component = self.config.component.clone();
+        self.outbox.push_back(component::privileged_iq(&id, &component, account.as_str(), inner));
+        self.pending.insert(id, Pending { deadline: now + self.config.iq_timeout, exchange });
+        true
+    }
+
+    fn is_pending(&self, matches: impl Fn(&Exchange) -> bool) -> bool {
+        self.pending.values().any(|p| matches(&p.exchange))
+    }
+
+    fn account(&mut self, jid: &BareJid) -> &mut Account {
+        if !self.accounts.contains_key(jid) {
+            let stored = match self.store.load_account(jid.as_str()) {
+                Ok(s) => s.unwrap_or_default(),
+                Err(e) => {
+                    self.events.push_back(Event::StoreFailed(e.to_string()));
+                    StoredAccount::default()
+                }
+            };
+            let mut account = Account::restore(stored.seen, stored.current, stored.storage);
+            account.server_converts = match self.config.server_converts {
+                ServerConverts::Yes => Some(true),
+                ServerConverts::No => Some(false),
+                ServerConverts::Auto => None,
+            };
+            self.accounts.insert(jid.clone(), account);
+        }
+        self.accounts.get_mut(jid).expect("inserted above")
+    }
+
+    fn persist(&mut self, jid: &BareJid) {
+        let Some(a) = self.accounts.get(jid) else { return };
+        let state = StoredAccount { seen: a.seen_all(), current: a.current().copied(), storage: a.storage };
+        if let Err(e) = self.store.save_account(jid.as_str(), &state) {
+            self.events.push_back(Event::StoreFailed(e.to_string()));
+        }
+    }
+
+    fn refuse(&mut self, account: &BareJid, scheme: Scheme, reason: String) {
+        self.events.push_back(Event::Refused { account: account.to_string(), scheme, reason });
+    }
+
+    /// The bytes of `hash`, from the cache or the store, re-validated when they come from disk.
+    fn rendition(&mut self, hash: &AvatarHash) -> Option<Rendition> {
+        if let Some(r) = self.cache.get(hash) {
+            return Some(r);
+        }
+        let bytes = self.store.load_blob(hash).ok().flatten()?;
+        let r = Rendition::from_bytes(bytes, &self.config.limits).ok().filter(|r| r.hash() == *hash)?;
+        self.cache.insert(r.clone());
+        Some(r)
+    }
+
+    /// Feeds one authoritative observation to the account and acts on the verdict.
+    fn observe(&mut self, now: Instant, account: &BareJid, scheme: Scheme, state: Seen, legacy_from: Option<&Jid>) {
+        let verdict = self.account(account).observe(scheme, state);
+        self.persist(account);
+        match verdict {
+            Verdict::Unchanged => self.answer_readers_if_settled(account),
+            Verdict::Removed => {
+                self.events.push_back(Event::Removed { account: account.to_string(), scheme });
+                self.plan_removal(now, account, scheme);
+                self.answer_readers_if_settled(account);
+            }
+            Verdict::Candidate(hash) => {
+                if let Some(r) = self.rendition(&hash) {
+                    self.adopt(now, account, scheme, r);
+                } else if let Some(reason) = self.cache.failure(&hash, now) {
+                    let reason = format!("{hash} failed before ({reason}); not fetched again yet");
+                    self.refuse(account, scheme, reason);
+                } else {
+                    self.fetch(now, account, scheme, hash, legacy_from);
+                }
+            }
+        }
+    }
+
+    /// Asks the scheme for the bytes of `hash` (once per hash at a time: concurrent askers share the fetch).
+    fn fetch(&mut self, now: Instant, account: &BareJid, scheme: Scheme, hash: AvatarHash, legacy_from: Option<&Jid>) {
+        if self.is_pending(|e| e.fetches(&hash)) {
+            return;
+        }
+        match (scheme, legacy_from) {
+            (Scheme::Legacy, Some(full)) => {
+                let query = xep0008::query(xep0008::Store::IqAvatar, None);
+                let exchange = Exchange::IqAvatar { account: account.clone(), hash };
+                self.request(now, IqType::Get, &full.to_string(), query, exchange);
+            }
+            (Scheme::Pep, _) => {
+                let request = xep0084::request_items(xep0084::AvatarNode::DATA, Some(&hash));
+                let exchange = Exchange::PepData { account: account.clone(), hash };
+                self.privileged(now, account, ns::PUBSUB, IqType::Get, request, exchange);
+            }
+            // A vCard's bytes come with the vCard itself; a legacy hash without a client to ask has no source.
+            _ => self.refuse(account, scheme, format!("no source to fetch {hash} from")),
+        }
+    }
+
+    /// Validated bytes arrived for `scheme`: check them against the claimed hash, derive renditions, adopt.
+    fn accept_bytes(
+        &mut self,
+        now: Instant,
+        account: &BareJid,
+        scheme: Scheme,
+        claimed: Option<AvatarHash>,
+        bytes: Vec<u8>,
+    ) {
+        let hash = AvatarHash::of(&bytes);
+        self.events.push_back(Event::Fetched { account: account.to_string(), scheme, hash });
+        if let Some(claimed) = claimed.filter(|c| *c != hash) {
+            let reason = format!("advertised {claimed} but the bytes hash to {hash}");
+            self.cache.mark_failed(claimed, reason.clone(), now);
+            return self.refuse(account, scheme, reason);
+        }
+        match Rendition::from_bytes(bytes, &self.config.limits) {
+            Ok(r) => self.adopt(now, account, scheme, r),
+            Err(e) => {
+                self.cache.mark_failed(hash, e.to_string(), now);
+                self.refuse(account, scheme, e.to_string());
+            }
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! From an adopted avatar to the writes each scheme needs, and the answers XEP-0008 readers get.
+//!
+//! Rules kept here (DESIGN.md §4): never rewrite the scheme an avatar came from; write nothing a target already
+//! holds; leave vCard ↔ PEP to a server that converts by itself; publish data before metadata; a vCard is read,
+//! modified and written whole.
+
+use std::time::Instant;
+
+use xmpp_parsers::jid::BareJid;
+
+use super::account::{Current, Scheme, Seen};
+use super::exchange::{Exchange, Reader};
+use super::{Engine, Event};
+use crate::avatar::AvatarHash;
+use crate::image::{PngRendition, Rendition};
+use crate::wire::component::{self, Delegated};
+use crate::wire::stanza::{Condition, Iq, IqType};
+use crate::wire::{ns, vcard, xep0008, xep0084};
+
+impl Engine {
+    /// Makes validated bytes the account's avatar: derive the renditions, remember them, answer waiting readers,
+    /// and write the schemes that lack it.
+    pub(super) fn adopt(&mut self, now: Instant, account: &BareJid, scheme: Scheme, original: Rendition) {
+        let limits = self.config.limits.clone();
+        let derived = original.to_png(&limits).and_then(|png| Ok((png, original.to_legacy(&limits)?)));
+        let (png, legacy) = match derived {
+            Ok(d) => d,
+            Err(e) => {
+                self.cache.mark_failed(original.hash(), e.to_string(), now);
+                return self.refuse(account, scheme, e.to_string());
+            }
+        };
+        let current = Current { original: original.hash(), source: scheme, png: png.hash(), legacy: legacy.hash() };
+        for r in [&original, &*png, &legacy] {
+            self.cache.insert(r.clone());
+            if let Err(e) = self.store.save_blob(&r.hash(), r.bytes(), false) {
+                self.events.push_back(Event::StoreFailed(e.to_string()));
+            }
+        }
+        self.cache.link(current.original, crate::cache::Derived { png: current.png, legacy: current.legacy });
+        self.account(account).adopt(current);
+        self.persist(account);
+        self.events.push_back(Event::Adopted { account: account.to_string(), scheme, hash: current.original });
+        self.answer_readers_if_settled(account);
+        self.plan_writes(now, account);
+    }
+
+    /// A vCard read brought its bytes along: observe, and adopt straight from them when they are new.
+    pub(super) fn observe_with_bytes(
+        &mut self,
+        now: Instant,
+        account: &BareJid,
+        scheme: Scheme,
+        hash: AvatarHash,
+        bytes: Vec<u8>,
+    ) {
+        if self.cache.failure(&hash, now).is_none() && !self.cache.contains(&hash) {
+            match Rendition::from_bytes(bytes, &self.config.limits) {
+                Ok(r) => {
+                    self.events.push_back(Event::Fetched { account: account.to_string(), scheme, hash });
+                    self.cache.insert(r);
+                }
+                Err(e) => self.cache.mark_failed(hash, e.to_string(), now),
+            }
+        }
+        self.observe(now, account, scheme, Seen::Avatar(hash), None);
+    }
+
+    /// The schemes the current avatar must be written to, given where it came from.
+    fn targets(source: Scheme, server_converts: bool) -> &'static [Scheme] {
+        match (source, server_converts) {
+            // The server turns a PEP avatar into the vCard view itself: publishing PEP alone avoids a duplicate.
+            (Scheme::Legacy, true) => &[Scheme::Pep],
+            (Scheme::Legacy, false) => &[Scheme::Pep, Scheme::Vcard],
+            (Scheme::Vcard, false) => &[Scheme::Pep],
+            (Scheme::Pep, false) => &[Scheme::Vcard],
+            (Scheme::Vcard | Scheme::Pep, true) => &[],
+        }
+    }
+
+    /// Writes the current avatar where it is missing. Idempotent: safe to call after any observation.
+    pub(super) fn plan_writes(&mut self, now: Instant, account: &BareJid) {
+        let a = self.account(account);
+        let (Some(current), Some(converts)) = (a.current().copied(), a.server_converts) else { return };
+        let seen = a.seen_all();
+        let Some(png) = self.rendition(&current.png).and_then(|r| r.as_png()) else {
+            return self.refuse(account, current.source, format!("rendition {} is no longer available", current.png));
+        };
+        let holds = |scheme: Scheme| seen[scheme as usize] == Seen::Avatar(png.hash());
+        for &target in Self::targets(current.source, converts) {
+            if holds(target) || self.is_pending(|e| e.writes(account, target)) {
+                continue;
+            }
+            match target {
+                // Unknown PEP: read it first, so an avatar already there is not published twice.
+                Scheme::Pep if seen[Scheme::Pep as usize] == Seen::Unknown => self.poll_pep(now, account),
+                Scheme::Pep => self.publish_data(now, account, png.clone()),
+                Scheme::Vcard => self.read_vcard_for_write(now, account, Some(png.clone())),
+                Scheme::Legacy => {}
+            }
+        }
+    }
+
+    /// "No avatar" reached `from`: clear the other schemes that still hold an avatar.
+    pub(super) fn plan_removal(&mut self, now: Instant, account: &BareJid, from: Scheme) {
+        let a = self.account(account);
+        let Some(converts) = a.server_converts else { return };
+        let seen = a.seen_all();
+        for &target in Self::targets(from, converts) {
+            if !matches!(seen[target as usize], Seen::Avatar(_)) || self.is_pending(|e| e.writes(account, target)) {
+                continue;
+            }
+            match target {
+                Scheme::Pep => {
+                    let payload = xep0084::publish_no_avatar(self.config.pep_access_model);
+                    let exchange = Exchange::PublishMetadata { account: account.clone(), hash: None };
+                    self.privileged(now, account, ns::PUBSUB, IqType::Set, payload, exchange);
+                }
+                Scheme::Vcard => self.read_vcard_for_write(now, account, None),
+                Scheme::Legacy => {}
+            }
+        }
+    }
+
+    fn publish_data(&mut self, now: Instant, account: &BareJid, png: PngRendition) {
+        let payload = xep0084::publish_data(&png, self.config.pep_access_model);
+        let exchange = Exchange::PublishData { account: account.clone(), png };
+        self.privileged(now, account, ns::PUBSUB, IqType::Set, payload, exchange);
+    }
+
+    /// Second half of a XEP-0084 publication, once the data node holds the bytes.
+    pub(super) fn publish_metadata(&mut self, now: Instant, account: &BareJid, png: PngRendition) {
+        let payload = xep0084::publish_metadata(&png, &[], self.config.pep_access_model);
+        let exchange = Exchange::PublishMetadata { account: account.clone(), hash: Some(png.hash()) };
+        self.privileged(now, account, ns::PUBSUB, IqType::Set, payload, exchange);
+    }
+
+    fn read_vcard_for_write(&mut self, now: Instant, account: &BareJid, png: Option<PngRendition>) {
+        let exchange = Exchange::VcardWrite { account: account.clone(), png };
+        self.privileged(now, account, ns::VCARD, IqType::Get, vcard::request(), exchange);
+    }
+
+    /// The vCard as it is now arrived: replace its PHOTO unless it already holds this very image.
+    pub(super) fn write_vcard(
+        &mut self,
+        now: Instant,
+        account: &BareJid,
+        existing: vcard::VCard,
+        png: Option<PngRendition>,
+    ) {
+        let target = png.as_ref().map(|p| p.hash());
+        let holds = match existing.photo() {
+            Ok(vcard::Photo::Binval { bytes, .. }) => Some(AvatarHash::of(&bytes)) == target,
+            Ok(vcard::Photo::None) => target.is_none(),
+            _ => false,
+        };
+        if holds {
+            self.account(account).wrote(Scheme::Vcard, target.map_or(Seen::NoAvatar, Seen::Avatar));
+            return self.persist(account);
+        }
+        let updated = existing.with_photo(png.as_deref());
+        let exchange = Exchange::VcardSet { account: account.clone(), hash: target };
+        self.privileged(now, account, ns::VCARD, IqType::Set, updated.into_element(), exchange);
+    }
+
+    fn poll_pep(&mut self, now: Instant, account: &BareJid) {
+        if self.is_pending(|e| matches!(e, Exchange::PepPoll { account: a } if a == account)) {
+            return;
+        }
+        let request = xep0084::request_items(xep0084::AvatarNode::METADATA, None);
+        self.privileged(now, account, ns::PUBSUB, IqType::Get, request, Exchange::PepPoll { account: account.clone() });
+    }
+
+    fn read_vcard(&mut self, now: Instant, account: &BareJid) {
+        if self.is_pending(|e| matches!(e, Exchange::VcardRead { account: a } if a == account)) {
+            return;
+        }
+        let exchange = Exchange::VcardRead { account: account.clone() };
+        self.privileged(now, account, ns::VCARD, IqType::Get, vcard::request(), exchange);
+    }
+
+    /// Reads what the schemes hold when a presence hints at a change, or when nothing is known yet.
+    ///
+    /// Without server-side conversion nothing in presence tells of a PEP change, so PEP is read on each available
+    /// presence; the vCard is read when its XEP-0153 hash differs from what we know.
+    pub(super) fn refresh(&mut self, now: Instant, account: &BareJid, hint: Option<Seen>) {
+        let a = self.account(account);
+        let (pep, vcard_seen, converts) = (a.seen(Scheme::Pep), a.seen(Scheme::Vcard), a.server_converts);
+        let differs = |seen: Seen| hint.is_some_and(|h| h != seen);
+        if pep == Seen::Unknown || converts == Some(false) || (converts == Some(true) && differs(pep)) {
+            self.poll_pep(now, account);
+        }
+        if converts != Some(true) && (vcard_seen == Seen::Unknown || differs(vcard_seen)) {
+            self.read_vcard(now, account);
+        }
+    }
+
+    /// Asks the account once whether the server converts vCard ↔ PEP itself (XEP-0398 feature on the account).
+    pub(super) fn ensure_converts_known(&mut self, now: Instant, account: &BareJid) {
+        if self.account(account).server_converts.is_some()
+            || self.is_pending(|e| matches!(e, Exchange::Converts { account: a } if a == account))
+        {
+            return;
+        }
+        let query = crate::wire::xml::element("query", ns::DISCO_INFO).build();
+        self.request(now, IqType::Get, account.as_str(), query, Exchange::Converts { account: account.clone() });
+    }
+
+    /// A PEP notification: the last metadata item is authoritative; retract, purge and delete mean "no avatar"
+    /// (Dino deletes the node; Prosody purges it).
+    pub(super) fn pep_event(&mut self, now: Instant, account: &BareJid, event: xep0084::Event) {
+        use xep0084::{Event as E, NodeKind};
+        match event {
+            E::Items { node, published, .. } if node.kind == NodeKind::Metadata && !published.is_empty() => {
+                let last = published.into_iter().next_back().map(|i| i.payload);
+                self.observe_pep_item(now, account, last);
+            }
+            E::Items { node, retracted, .. } if node.kind == NodeKind::Metadata && !retracted.is_empty() => {
+                self.observe(now, account, Scheme::Pep, Seen::NoAvatar, None)
+            }
+            E::Purged { node } | E::Deleted { node } if node.kind == NodeKind::Metadata => {
+                self.observe(now, account, Scheme::Pep, Seen::NoAvatar, None)
+            }
+            _ => {}
+        }
+    }
+
+    /// What the last metadata item says (`None`: there is no item).
+    pub(super) fn observe_pep_item(
+        &mut self,
+        now: Instant,
+        account: &BareJid,
+        item: Option<Result<xep0084::Payload, xep0084::Xep0084Error>>,
+    ) {
+        use xep0084::{Metadata, Payload};
+        match item {
+            None | Some(Ok(Payload::Metadata(Metadata::NoAvatar))) => {
+                self.observe(now, account, Scheme::Pep, Seen::NoAvatar, None)
+            }
+            Some(Ok(Payload::Metadata(m))) => match m.inline_info() {
+                Some(info) => {
+                    let id = info.id;
+                    self.observe(now, account, Scheme::Pep, Seen::Avatar(id), None)
+                }
+                None => self.refuse(account, Scheme::Pep, "metadata lists only url infos (no HTTP fetch)".into()),
+            },
+            Some(Ok(_)) => self.refuse(account, Scheme::Pep, "metadata item without <metadata/>".into()),
+            Some(Err(e)) => self.refuse(account, Scheme::Pep, e.to_string()),
+        }
+    }
+
+    /// A XEP-0008 IQ addressed to an account's bare JID and delegated to us.
+    pub(super) fn handle_delegated(&mut self, now: Instant, outer: &Iq, delegated: Delegated) {
+        let inner = delegated.inner.clone();
+        let Some(sender) = inner.from_bare() else {
+            return self.reply_delegated(outer, &delegated, Condition::BadRequest);
+        };
+        // A user's IQ to its own bare JID arrives without `to` (Prosody).
+        let account = inner.to.as_ref().map_or(sender.clone(), |t| t.to_bare());
+        let query = match inner.payload.as_ref().map(xep0008::Query::parse) {
+            Some(Ok(q)) => q,
+            _ => return self.reply_delegated(outer, &delegated, Condition::BadRequest),
+        };
+        match (inner.kind, query.store) {
+            (IqType::Get, store) => {
+                let deadline = now + self.config.iq_timeout;
+                let reader = Reader { outer: outer.clone(), version: delegated.version, inner, store, deadline };
+                self.readers.entry(account.clone()).or_default().push(reader);
+                self.ensure_converts_known(now, &account);
+                self.refresh(now, &account, None);
+                self.answer_readers_if_settled(&account);
+            }
+            (IqType::Set, xep0008::Store::Storage) if sender == account => {
+                self.storage_set(now, outer, &delegated, &account, query.data)
+            }
+            (IqType::Set, xep0008::Store::Storage) => self.reply_delegated(outer, &delegated, Condition::Forbidden),
+            _ => self.reply_delegated(outer, &delegated, Condition::BadRequest),
+        }
+    }
+
+    /// The owner stores its XEP-0008 avatar with us: keep it durably (we are its only holder), then convert it.
+    fn storage_set(
+        &mut self,
+        now: Instant,
+        outer: &Iq,
+        delegated: &Delegated,
+        account: &BareJid,
+        data: Option<xep0008::LegacyData>,
+    ) {
+        let previous = self.account(account).storage;
+        let stored = match data {
+            None => None,
+            Some(d) => match Rendition::from_bytes(d.bytes, &self.config.limits) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    self.refuse(account, Scheme::Legacy, e.to_string());
+                    return self.reply_delegated(outer, delegated, Condition::NotAcceptable);
+                }
+            },
+        };
+        if let Some(r) = &stored
+            && let Err(e) = self.store.save_blob(&r.hash(), r.bytes(), true)
+        {
+            self.events.push_back(Event::StoreFailed(e.to_string()));
+            return self.reply_delegated(outer, delegated, Condition::InternalServerError);
+        }
+        if let Some(old) = previous.filter(|h| Some(*h) != stored.as_ref().map(Rendition::hash)) {
+            let _ = self.store.unpin_blob(&old);
+        }
+        self.account(account).storage = stored.as_ref().map(Rendition::hash);
+        self.persist(account);
+        let reply = delegated.inner.result(ns::CLIENT, None);
+        self.outbox.push_back(component::delegated_reply(outer, delegated.version, reply));
+        self.ensure_converts_known(now, account);
+        match stored {
+            Some(r) => {
+                let hash = r.hash();
+                self.cache.insert(r);
+                self.observe(now, account, Scheme::Legacy, Seen::Avatar(hash), None);
+            }
+            None => self.observe(now, account, Scheme::Legacy, Seen::NoAvatar, None),
+        }
+    }
+
+    fn reply_delegated(&mut self, outer: &Iq, delegated: &Delegated, condition: Condition) {
+        let reply = delegated.inner.error_reply(ns::CLIENT, condition);
+        self.outbox.push_back(component::delegated_reply(outer, delegated.version, reply));
+    }
+
+    /// Answers waiting readers once the account's avatar is known, or once nothing more can be learnt.
+    pub(super) fn answer_readers_if_settled(&mut self, account: &BareJid) {
+        if !self.readers.contains_key(account) {
+            return;
+        }
+        let current = self.accounts.get(account).and_then(|a| a.current().copied());
+        let rendition = match current {
+            Some(c) => self.rendition(&c.legacy),
+            None if self.is_pending(|e| e.account() == account) => return,
+            None => None,
+        };
+        for reader in self.readers.remove(account).unwrap_or_default() {
+            self.answer_reader(account, reader, rendition.clone());
+        }
+    }
+
+    pub(super) fn answer_reader(&mut self, account: &BareJid, reader: Reader, rendition: Option<Rendition>) {
+        let reply = match &rendition {
+            Some(r) => reader.inner.result(ns::CLIENT, Some(xep0008::query(reader.store, Some(r)))),
+            None => reader.inner.error_reply(ns::CLIENT, Condition::ItemNotFound),
+        };
+        self.outbox.push_back(component::delegated_reply(&reader.outer, reader.version, reply));
+        let reader_jid = reader.inner.from.map(|j| j.to_string()).unwrap_or_default();
+        self.events.push_back(Event::Served {
+            account: account.to_string(),
+            reader: reader_jid,
+            hash: rendition.map(|r| r.hash()),
+        });
+    }
+}
+
+impl Exchange {
+    /// The account this exchange concerns.
+    pub(super) fn account(&self) -> &BareJid {
+        match self {
+            Exchange::Converts { account }
+            | Exchange::PepPoll { account }
+            | Exchange::PepData { account, .. }
+            | Exchange::VcardRead { account }
+            | Exchange::IqAvatar { account, .. }
+            | Exchange::VcardWrite { account, .. }
+            | Exchange::VcardSet { account, .. }
+            | Exchange::PublishData { account, .. }
+            | Exchange::PublishMetadata { account, .. } => account,
+        }
+    }
+
+    /// Whether this exchange is a write (or the read before one) of `scheme` for `account`.
+    pub(super) fn writes(&self, account: &BareJid, scheme: Scheme) -> bool {
+        let target = match self {
+            Exchange::VcardWrite { .. } | Exchange::VcardSet { .. } => Scheme::Vcard,
+            Exchange::PublishData { .. } | Exchange::PublishMetadata { .. } | Exchange::PepPoll { .. } => Scheme::Pep,
+            _ => return false,
+        };
+        target == scheme && self.account() == account
+    }
+}

@@ -1,0 +1,191 @@
+//! The tokio shell: one XEP-0114 connection at a time, feeding the engine and draining what it wants sent.
+//!
+//! Framing and the handshake come from tokio-xmpp's `xmlstream` layer (stanzas as plain minidom elements, so the
+//! engine sees exactly what the server sent). What this shell adds: reconnect with exponential backoff, a
+//! keepalive ping on silence, the engine's timers, and logging of the engine's events.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::io::BufStream;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_xmpp::parsers::component::Handshake;
+use tokio_xmpp::xmlstream::{self, ReadError, StreamHeader, Timeouts, XmlStream};
+use tracing::{debug, error, info, warn};
+use xmpp_parsers::minidom::Element;
+
+use crate::engine::{Engine, Event};
+use crate::wire::stanza::{IqType, iq};
+use crate::wire::{ns, xml};
+
+/// How to reach the server.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// `host:port` of the server's component listener.
+    pub address: String,
+    /// The component's JID (`to` of the stream header).
+    pub component: String,
+    /// The shared secret.
+    pub secret: String,
+    /// Silence after which the link pings the server.
+    pub keepalive: Duration,
+    /// Longest wait between reconnection attempts.
+    pub max_backoff: Duration,
+}
+
+/// Why a connection attempt or a session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// TCP or stream I/O.
+    #[error("connection to {address} failed: {source}")]
+    Io {
+        /// The server address.
+        address: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The server did not accept the handshake (wrong secret or component name).
+    #[error("the server refused the handshake for {component}: {detail}")]
+    Handshake {
+        /// The component JID.
+        component: String,
+        /// What came instead of `<handshake/>`.
+        detail: String,
+    },
+    /// The server closed the stream or it broke.
+    #[error("stream lost: {0}")]
+    Lost(String),
+}
+
+type Stream = XmlStream<BufStream<TcpStream>, Element>;
+
+/// Runs the gateway until `shutdown` resolves, reconnecting whenever the server goes away.
+pub async fn run(config: LinkConfig, mut engine: Engine, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match connect(&config).await {
+            Ok(stream) => {
+                info!(component = %config.component, address = %config.address, "connected");
+                backoff = Duration::from_millis(500);
+                engine.handle_connected(now());
+                let ended = session(&config, &mut engine, stream, shutdown.as_mut()).await;
+                engine.handle_disconnected(now());
+                drain_events(&mut engine);
+                match ended {
+                    Ok(()) => return info!("shut down"),
+                    Err(e) => warn!("{e}; reconnecting"),
+                }
+            }
+            Err(e @ LinkError::Handshake { .. }) => error!("{e}; check component_secret and the Component name"),
+            Err(e) => warn!("{e}; retrying in {backoff:?}"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = shutdown.as_mut() => return info!("shut down"),
+        }
+        backoff = (backoff * 2).min(config.max_backoff);
+    }
+}
+
+/// Opens the stream and authenticates (XEP-0114 §3: SHA-1 of stream id + secret, lower-case hex).
+async fn connect(config: &LinkConfig) -> Result<Stream, LinkError> {
+    let io = |source| LinkError::Io { address: config.address.clone(), source };
+    let tcp = TcpStream::connect(&config.address).await.map_err(io)?;
+    tcp.set_nodelay(true).map_err(io)?;
+    let header = StreamHeader { to: Some(Cow::Borrowed(&config.component)), from: None, id: None };
+    let timeouts = Timeouts { read_timeout: config.keepalive, response_timeout: config.keepalive };
+    let pending = xmlstream::initiate_stream(BufStream::new(tcp), ns::COMPONENT, header, timeouts).await.map_err(io)?;
+    let stream_id = pending.header().id.map(Cow::into_owned).ok_or_else(|| LinkError::Handshake {
+        component: config.component.clone(),
+        detail: "the stream header has no id".into(),
+    })?;
+    let mut stream: Stream = pending.skip_features();
+    let handshake = Handshake::from_stream_id_and_password(stream_id, &config.secret);
+    stream.send(&handshake).await.map_err(io)?;
+    match stream.next().await {
+        Some(Ok(el)) if el.name() == "handshake" => Ok(stream),
+        other => Err(LinkError::Handshake { component: config.component.clone(), detail: format!("{other:?}") }),
+    }
+}
+
+/// One connected session: returns `Ok` on shutdown, `Err` when the stream is lost.
+async fn session(
+    config: &LinkConfig,
+    engine: &mut Engine,
+    mut stream: Stream,
+    mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Result<(), LinkError> {
+    let server = config.component.split_once('.').map_or(config.component.as_str(), |(_, d)| d).to_owned();
+    let mut pings = 0u64;
+    loop {
+        while let Some(stanza) = engine.poll_transmit() {
+            debug!(out = %xml::to_string(&stanza));
+            stream.send(&stanza).await.map_err(|e| LinkError::Lost(e.to_string()))?;
+        }
+        drain_events(engine);
+        let timer = engine.poll_timeout().map(Instant::from_std);
+        tokio::select! {
+            item = stream.next() => match item {
+                Some(Ok(stanza)) => {
+                    debug!(r#in = %xml::to_string(&stanza));
+                    engine.handle_stanza(now(), stanza);
+                }
+                // Silence: make the server say something before the hard timeout (XEP-0199 ping; its reply is an
+                // unsolicited result the engine drops).
+                Some(Err(ReadError::SoftTimeout)) => {
+                    pings += 1;
+                    let ping = iq(ns::COMPONENT, IqType::Get, &format!("keepalive{pings}"), Some(&config.component),
+                        Some(&server), Some(xml::element("ping", ns::PING).build()));
+                    stream.send(&ping).await.map_err(|e| LinkError::Lost(e.to_string()))?;
+                }
+                // One malformed stanza from a remote user is not a reason to drop everyone's link.
+                Some(Err(ReadError::ParseError(e))) => warn!("unparseable stanza dropped: {e}"),
+                Some(Err(ReadError::StreamFooterReceived)) | None => return Err(LinkError::Lost("the server closed the stream".into())),
+                Some(Err(ReadError::HardError(e))) => return Err(LinkError::Lost(e.to_string())),
+            },
+            () = sleep_until(timer) => engine.handle_timeout(now()),
+            () = shutdown.as_mut() => {
+                let _ = stream.shutdown().await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+/// Logs what the engine reports; the capability report is the operator's start-up checklist.
+fn drain_events(engine: &mut Engine) {
+    while let Some(event) = engine.poll_event() {
+        match event {
+            Event::Capabilities { host, directions } => {
+                for status in directions {
+                    if status.missing.is_empty() {
+                        info!(%host, "ON  {}", status.direction.describe());
+                    } else {
+                        for right in &status.missing {
+                            warn!(%host, "OFF {}: missing {right}. Grant it with: {}", status.direction.describe(), right.how_to_grant());
+                        }
+                    }
+                }
+            }
+            Event::Refused { account, scheme, reason } => warn!(%account, scheme = scheme.name(), "refused: {reason}"),
+            Event::StoreFailed(e) => error!("store: {e}"),
+            Event::NotGranted { account, what } => warn!(%account, "not granted: {what}"),
+            other => info!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,313 @@
+"""One coroutine per JSON command. Each takes (session, args, timeout) and returns the reply dict
+(without "ok", which the dispatcher adds). Raise CommandError for a command that cannot be done;
+a stanza error from the server is a *result* ({"iq": "error", "condition": ...}), not a failure.
+"""
+
+import asyncio
+import xml.etree.ElementTree as ET
+
+from imageinfo import image_info, sniff
+from session import caps_element
+from wire import (NS_DATA, NS_IQ_AVATAR, NS_META, NS_PUBSUB, NS_STORAGE, NS_VCARD, NS_X_AVATAR, NS_X_UPDATE,
+                  NS_XDATA, CommandError, b64, iq_outcome, q, read_file, sha1_hex, to_string, unb64)
+
+LEGACY_NAMESPACES = (NS_STORAGE, NS_IQ_AVATAR)
+
+
+def load_image(args):
+    """(bytes, mimetype) of args["file"], or (None, None) when the file is null; the type defaults to the sniffed one."""
+    path = args.get("file")
+    if path is None:
+        return None, None
+    data = read_file(path)
+    mimetype = args["mimetype"] if "mimetype" in args else sniff(data)
+    return data, mimetype
+
+
+# ----- presence --------------------------------------------------------------------------------------------------
+
+async def presence(s, args, _timeout):
+    pres = s.Presence()
+    for key in ("to", "type"):
+        if args.get(key):
+            pres[key] = args[key]
+    if args.get("show"):
+        pres["show"] = args["show"]
+    if args.get("status"):
+        pres["status"] = args["status"]
+    xa = args.get("x_avatar")
+    if xa is not None:  # "" = <x/> (avatar disabled, XEP-0008); a hash = <x><hash>…
+        x = ET.Element(q(NS_X_AVATAR, "x"))
+        if xa != "":
+            ET.SubElement(x, q(NS_X_AVATAR, "hash")).text = xa
+        pres.append(x)
+    xu = args.get("x_update")
+    if xu is not None or args.get("x_update_no_photo"):
+        # "" = <photo/> (no avatar, XEP-0153); x_update_no_photo = bare <x/> (not ready to advertise).
+        x = ET.Element(q(NS_X_UPDATE, "x"))
+        if xu is not None:
+            ET.SubElement(x, q(NS_X_UPDATE, "photo")).text = xu or None
+        pres.append(x)
+    if args.get("notify"):  # XEP-0115 caps announcing urn:xmpp:avatar:metadata+notify
+        pres.append(caps_element())
+    pres.send()
+    return {"sent": to_string(pres.xml)}
+
+
+async def wait_presence(s, args, timeout):
+    """The last presence from a bare JID, once it matches the optional conditions.
+
+    Conditions: "x_avatar"/"x_update" (exact values, null included, when the key is given), "type",
+    "after" (a seq: only presences newer than it count).
+    """
+    jid = args["jid"]
+    after = args.get("after", 0)
+
+    def match():
+        recs = [r for r in s.presences.get(jid, []) if r["seq"] > after]
+        if not recs:
+            return None
+        last = recs[-1]
+        for key in ("x_avatar", "x_update", "type"):
+            if key in args and last[key] != args[key]:
+                return None
+        return last
+
+    try:
+        async with s.presence_changed:
+            await asyncio.wait_for(s.presence_changed.wait_for(match), timeout)
+    except asyncio.TimeoutError:
+        seen = s.presences.get(jid, [])
+        raise CommandError("no matching presence from %s within %ss (last seen: %s; did this client send its own "
+                           "initial presence?)" % (jid, timeout, seen[-1] if seen else "none"))
+    rec = dict(match())
+    rec["count"] = len(s.presences.get(jid, []))
+    return rec
+
+
+# ----- XEP-0008 --------------------------------------------------------------------------------------------------
+
+async def serve_iq_avatar(s, args, _timeout):
+    data, mimetype = load_image(args)
+    s.avatar = None if data is None else (data, mimetype, args.get("wrap"))
+    s.avatar_error = args.get("error")
+    return {"sha1": sha1_hex(data) if data is not None else None}
+
+
+async def served(s, _args, _timeout):
+    return {"count": len(s.served), "from": list(s.served)}
+
+
+async def storage_set(s, args, timeout):
+    data, mimetype = load_image(args)
+    query = ET.Element(q(NS_STORAGE, "query"))
+    if data is not None:  # null file = an empty <query/>, to see how a clear is answered
+        el = ET.SubElement(query, q(NS_STORAGE, "data"))
+        if mimetype is not None:
+            el.set("mimetype", mimetype)
+        el.text = b64(data, args.get("wrap"))
+    reply = await s.send_iq("set", s.boundjid.bare, query, timeout)
+    out = iq_outcome(reply)
+    out["type"] = out["iq"]
+    out["sha1"] = sha1_hex(data) if data is not None else None
+    return out
+
+
+async def get_legacy(s, args, timeout):
+    ns = args["ns"]
+    if ns not in LEGACY_NAMESPACES:
+        raise CommandError("ns must be one of %s" % (LEGACY_NAMESPACES,))
+    reply = await s.send_iq("get", args["jid"], ET.Element(q(ns, "query")), timeout)
+    out = iq_outcome(reply)
+    out.update({"type": out["iq"], "mimetype": None, "sha1": None, "bytes": None, "width": None, "height": None,
+                "sniffed": None, "has_data": False, "xml": to_string(reply)})
+    data_el = reply.find("%s/%s" % (q(ns, "query"), q(ns, "data")))
+    if data_el is not None:
+        out["has_data"] = True
+        out["mimetype"] = data_el.get("mimetype")
+        if "".join((data_el.text or "").split()):
+            data = unb64(data_el.text)
+            out["sha1"] = sha1_hex(data)
+            out.update(image_info(data))
+    return out
+
+
+# ----- vCard (XEP-0054) --------------------------------------------------------------------------------------------
+
+def vcard_facts(vcard):
+    out = {"vcard": vcard is not None, "photo": False, "photo_sha1": None, "type": None, "extval": None,
+           "binval_len": None, "other_fields": []}
+    if vcard is None:
+        return out
+    out["other_fields"] = [child.tag.split("}")[-1] for child in vcard if child.tag != q(NS_VCARD, "PHOTO")]
+    photo = vcard.find(q(NS_VCARD, "PHOTO"))
+    if photo is not None:
+        out["photo"] = True
+        for key, name in (("type", "TYPE"), ("extval", "EXTVAL")):
+            el = photo.find(q(NS_VCARD, name))
+            out[key] = el.text if el is not None else None
+        binval = photo.find(q(NS_VCARD, "BINVAL"))
+        if binval is not None and "".join((binval.text or "").split()):
+            data = unb64(binval.text)
+            out["photo_sha1"] = sha1_hex(data)
+            out["binval_len"] = len(data)
+    return out
+
+
+async def get_vcard(s, args, timeout):
+    reply = await s.send_iq("get", args.get("jid"), ET.Element(q(NS_VCARD, "vCard")), timeout)
+    out = iq_outcome(reply)
+    out.update(vcard_facts(reply.find(q(NS_VCARD, "vCard"))))
+    return out
+
+
+async def set_vcard_photo(s, args, timeout):
+    """Read-modify-write of the own vCard (XEP-0054 has no partial update); other fields are kept."""
+    reply = await s.send_iq("get", None, ET.Element(q(NS_VCARD, "vCard")), timeout)
+    current = reply.find(q(NS_VCARD, "vCard")) if reply.get("type") == "result" else None
+    vcard = ET.Element(q(NS_VCARD, "vCard"))
+    for child in list(current) if current is not None else []:
+        if child.tag != q(NS_VCARD, "PHOTO") and not (args.get("fn") and child.tag == q(NS_VCARD, "FN")):
+            vcard.append(child)
+    if args.get("fn"):
+        ET.SubElement(vcard, q(NS_VCARD, "FN")).text = args["fn"]
+    path = args.get("file")
+    data = read_file(path) if path is not None else None
+    if data is not None or args.get("extval"):
+        photo = ET.SubElement(vcard, q(NS_VCARD, "PHOTO"))
+        # "type" absent = sniffed, null = no TYPE element (seen in the wild), else that text.
+        ptype = args["type"] if "type" in args else (sniff(data) if data is not None else None)
+        if ptype is not None:
+            ET.SubElement(photo, q(NS_VCARD, "TYPE")).text = ptype
+        if args.get("extval"):
+            ET.SubElement(photo, q(NS_VCARD, "EXTVAL")).text = args["extval"]
+        else:
+            ET.SubElement(photo, q(NS_VCARD, "BINVAL")).text = b64(data, args.get("wrap"))
+    out = iq_outcome(await s.send_iq("set", None, vcard, timeout))
+    out["previous"] = iq_outcome(reply)["iq"]
+    out["sha1"] = sha1_hex(data) if data is not None else None
+    return out
+
+
+# ----- XEP-0084 -----------------------------------------------------------------------------------------------------
+
+def publish_payload(node, item_id, payload, access):
+    pubsub = ET.Element(q(NS_PUBSUB, "pubsub"))
+    publish = ET.SubElement(pubsub, q(NS_PUBSUB, "publish"), {"node": node})
+    item = ET.SubElement(publish, q(NS_PUBSUB, "item"), {"id": item_id} if item_id else {})
+    item.append(payload)
+    if access:  # publish-options are preconditions: a mismatch on an existing node is a conflict
+        options = ET.SubElement(pubsub, q(NS_PUBSUB, "publish-options"))
+        form = ET.SubElement(options, q(NS_XDATA, "x"), {"type": "submit"})
+        for var, value in (("FORM_TYPE", "http://jabber.org/protocol/pubsub#publish-options"),
+                           ("pubsub#access_model", access)):
+            field = ET.SubElement(form, q(NS_XDATA, "field"), {"var": var})
+            ET.SubElement(field, q(NS_XDATA, "value")).text = value
+    return pubsub
+
+
+async def publish_pep(s, args, timeout):
+    data, mimetype = load_image(args)
+    access = args.get("access")
+    out = {"sha1": None, "data": None}
+    meta = ET.Element(q(NS_META, "metadata"))
+    if data is not None:
+        digest = sha1_hex(data)
+        out["sha1"] = digest
+        # XEP-0084: data first, metadata only once the data is there.
+        el = ET.Element(q(NS_DATA, "data"))
+        el.text = b64(data, args.get("wrap"))
+        out["data"] = iq_outcome(await s.send_iq("set", None, publish_payload(NS_DATA, digest, el, access), timeout))
+        if out["data"]["iq"] != "result":
+            return out
+        info = image_info(data)
+        # All attribute values are strings on the wire (the 1.8.3 plugin trips over ints).
+        attrs = {"id": digest, "bytes": str(len(data)), "type": mimetype or "image/png"}
+        if info["width"] is not None:
+            attrs.update(width=str(info["width"]), height=str(info["height"]))
+        ET.SubElement(meta, q(NS_META, "info"), attrs)
+        for extra in args.get("extra_infos") or []:
+            ET.SubElement(meta, q(NS_META, "info"), {k: str(v) for k, v in extra.items()})
+    reply = await s.send_iq("set", None, publish_payload(NS_META, out["sha1"], meta, access), timeout)
+    out["metadata"] = iq_outcome(reply)
+    out["iq"] = out["metadata"]["iq"]
+    return out
+
+
+async def get_items(s, jid, node, item_id, timeout):
+    pubsub = ET.Element(q(NS_PUBSUB, "pubsub"))
+    items = ET.SubElement(pubsub, q(NS_PUBSUB, "items"), {"node": node})
+    if item_id:
+        ET.SubElement(items, q(NS_PUBSUB, "item"), {"id": item_id})
+    else:
+        items.set("max_items", "1")
+    reply = await s.send_iq("get", jid, pubsub, timeout)
+    found = reply.findall("%s/%s/%s" % (q(NS_PUBSUB, "pubsub"), q(NS_PUBSUB, "items"), q(NS_PUBSUB, "item")))
+    return iq_outcome(reply), found
+
+
+async def get_pep(s, args, timeout):
+    """Metadata as a subscriber sees it, then the data item named by the metadata item id (XEP-0084 §4.2)."""
+    jid = args.get("jid")
+    outcome, items = await get_items(s, jid, NS_META, None, timeout)
+    out = dict(outcome, id=None, infos=[], empty=None, data_sha1=None, data_outcome=None)
+    if not items:
+        return out
+    item = items[-1]
+    out["id"] = item.get("id")
+    meta = item.find(q(NS_META, "metadata"))
+    out["infos"] = [dict(i.attrib) for i in meta.findall(q(NS_META, "info"))] if meta is not None else []
+    out["empty"] = not out["infos"]
+    if out["id"] and not out["empty"]:
+        data_outcome, data_items = await get_items(s, jid, NS_DATA, out["id"], timeout)
+        out["data_outcome"] = data_outcome
+        data_el = data_items[0].find(q(NS_DATA, "data")) if data_items else None
+        if data_el is not None:
+            out["data_sha1"] = sha1_hex(unb64(data_el.text))
+    return out
+
+
+async def wait_pep_event(s, args, timeout):
+    """The last pubsub#event item from a JID's node (default: avatar metadata), newer than "after" (a seq)."""
+    jid, node, after = args["jid"], args.get("node", NS_META), args.get("after", 0)
+
+    def match():
+        recs = [e for e in s.pep_events if e["seq"] > after and e["node"] == node and e["from"].split("/")[0] == jid]
+        if "item_id" in args:
+            recs = [e for e in recs if e["item_id"] == args["item_id"]]
+        return recs[-1] if recs else None
+
+    try:
+        async with s.pep_changed:
+            await asyncio.wait_for(s.pep_changed.wait_for(match), timeout)
+    except asyncio.TimeoutError:
+        raise CommandError("no %s event from %s within %ss (%d events seen)" % (node, jid, timeout, len(s.pep_events)))
+    return dict(match())
+
+
+# ----- escape hatch ------------------------------------------------------------------------------------------------
+
+async def raw_iq(s, args, timeout):
+    """Any IQ payload as XML text ({"type":"get","to":JID,"payload":"<query xmlns='…'/>"}); returns the raw reply."""
+    try:
+        payload = ET.fromstring(args["payload"])
+    except ET.ParseError as exc:
+        raise CommandError("payload is not XML: %s" % exc)
+    reply = await s.send_iq(args.get("type", "get"), args.get("to"), payload, timeout)
+    return dict(iq_outcome(reply), xml=to_string(reply))
+
+
+COMMANDS = {
+    "presence": presence,
+    "wait_presence": wait_presence,
+    "serve_iq_avatar": serve_iq_avatar,
+    "served": served,
+    "storage_set": storage_set,
+    "get_legacy": get_legacy,
+    "get_vcard": get_vcard,
+    "set_vcard_photo": set_vcard_photo,
+    "publish_pep": publish_pep,
+    "get_pep": get_pep,
+    "wait_pep_event": wait_pep_event,
+    "raw_iq": raw_iq,
+}

@@ -1,0 +1,43 @@
+//! Avatar images for end-to-end tests, and the one hash every scheme uses.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use sha1::{Digest, Sha1};
+
+/// Lower-case hex SHA-1 of the raw bytes: the XEP-0008 hash, XEP-0153 photo and XEP-0084 item id alike.
+pub fn sha1_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha1::digest(bytes))
+}
+
+/// A small PNG whose pixels depend on `seed`, so two seeds give two different avatars (and hashes).
+pub fn generated_png(seed: u8, side: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(side, side, |x, y| {
+        // Truncation to u8 is the point: a cheap gradient that wraps.
+        image::Rgb([(x * 7) as u8 ^ seed, (y * 5) as u8, seed.wrapping_mul(31)])
+    });
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).expect("encoding a generated PNG in memory");
+    out.into_inner()
+}
+
+/// A PNG avatar: the `seed`-th small PNG of `fixtures/images/` when there is one (real-world files), else a
+/// generated 48×48 one. Small means under 64 KiB, so it fits a c2s stanza (256 KiB) as base64 in any scheme.
+pub fn avatar_png(seed: u8) -> Vec<u8> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images");
+    let mut pngs: Vec<_> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("png")))
+                .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() < 64 * 1024))
+                .collect()
+        })
+        .unwrap_or_default();
+    pngs.sort();
+    match pngs.get(usize::from(seed)) {
+        Some(path) => std::fs::read(path).unwrap_or_else(|e| panic!("reading fixture {}: {e}", path.display())),
+        None => generated_png(seed, 48),
+    }
+}

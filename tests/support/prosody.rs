@@ -1,0 +1,288 @@
+//! A private Prosody 0.12 per test: own temp dir, own free loopback ports, stopped by its PID.
+//!
+//! Never the system service, never `killall`: tests run in parallel and each owns exactly one child process.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use super::prosody_config::{ConfigParams, groups_file, render};
+
+/// The only virtual host.
+pub const DOMAIN: &str = "localhost";
+/// The gateway's component name, privileged and delegated on [`DOMAIN`].
+pub const COMPONENT: &str = "avatars.localhost";
+/// How long a server may take to open its ports (it takes about 0.2 s here).
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long SIGTERM gets before SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+const INSTALL_HINT: &str = "apt-get update && apt-get install -y prosody prosody-modules python3-slixmpp";
+
+/// Which vCard module the server runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `mod_vcard_legacy`: the server itself converts vCard PHOTO <-> XEP-0084 and injects XEP-0153 hashes.
+    VcardLegacy,
+    /// `mod_vcard` only: vCards are stored as they are, nothing is converted.
+    PlainVcard,
+}
+
+/// The password [`Prosody::start`] gives each listed user.
+pub fn password_of(user: &str) -> String {
+    format!("{user}-pw")
+}
+
+/// A running private server. Dropping it stops it.
+pub struct Prosody {
+    child: Child,
+    dir: TempDir,
+    config: PathBuf,
+    /// Client-to-server port on 127.0.0.1.
+    pub c2s_port: u16,
+    /// XEP-0114 component port on 127.0.0.1.
+    pub component_port: u16,
+    mode: Mode,
+    secret: String,
+    users: Vec<String>,
+}
+
+impl Prosody {
+    /// Starts a server whose `users` (registered with [`password_of`]) are all mutual contacts.
+    ///
+    /// Users are listed up front because mod_groups reads its file once, at start; [`Prosody::register`] adds
+    /// accounts later, but those have empty rosters.
+    pub fn start(mode: Mode, users: &[&str]) -> Prosody {
+        ensure_installed();
+        let dir = tempfile::Builder::new().prefix("prosody-e2e-").tempdir().expect("creating a temp dir for Prosody");
+        for sub in ["data", "certs"] {
+            fs::create_dir(dir.path().join(sub)).expect("creating Prosody's data and certs dirs");
+        }
+        fs::write(dir.path().join("groups.txt"), groups_file(users)).expect("writing the mod_groups file");
+        // The temp dir's random suffix makes a per-server secret without another dependency.
+        let secret = format!("secret-{}", dir.path().file_name().and_then(|n| n.to_str()).unwrap_or("x"));
+        let config = dir.path().join("prosody.cfg.lua");
+        // Free ports are picked by binding port 0 and releasing it: another process may grab one in between, so a
+        // failed bind is retried with new ports.
+        for attempt in 1..=3 {
+            let (c2s_port, component_port) = (free_port(), free_port());
+            let params = ConfigParams { dir: dir.path(), c2s_port, component_port, secret: &secret, mode };
+            fs::write(&config, render(&params)).expect("writing the Prosody config");
+            if attempt == 1 {
+                for user in users {
+                    register(&config, user, &password_of(user));
+                }
+            }
+            let mut child = spawn(&config, dir.path());
+            match wait_ready(&mut child, dir.path(), [c2s_port, component_port]) {
+                Ok(()) => {
+                    let users = users.iter().map(|u| u.to_string()).collect();
+                    return Prosody { child, dir, config, c2s_port, component_port, mode, secret, users };
+                }
+                Err(PortTaken) if attempt < 3 => {
+                    stop_child(&mut child);
+                    // Keep the failed run's log for diagnosis, out of the way of the next readiness check.
+                    let log = dir.path().join("prosody.log");
+                    fs::rename(&log, log.with_extension(format!("log.attempt{attempt}")))
+                        .expect("setting aside the log of a failed start");
+                }
+                Err(PortTaken) => {
+                    stop_child(&mut child);
+                    panic!("Prosody could not bind free ports 3 times:\n{}", log_tail(dir.path(), 30));
+                }
+            }
+        }
+        unreachable!("the loop returns or panics on its last attempt")
+    }
+
+    /// Registers an account with `prosodyctl` (works while the server runs; not added to the shared group).
+    pub fn register(&self, user: &str, password: &str) {
+        register(&self.config, user, password);
+    }
+
+    /// The virtual host, `localhost`.
+    pub fn domain(&self) -> &'static str {
+        DOMAIN
+    }
+
+    /// The component JID the server expects on its component port, `avatars.localhost`.
+    pub fn component_jid(&self) -> &'static str {
+        COMPONENT
+    }
+
+    /// The XEP-0114 handshake secret.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// The vCard module this server runs.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// `user@localhost`.
+    pub fn jid(&self, user: &str) -> String {
+        format!("{user}@{DOMAIN}")
+    }
+
+    /// The users listed at start.
+    pub fn users(&self) -> &[String] {
+        &self.users
+    }
+
+    /// The debug-level server log.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("prosody.log")
+    }
+
+    /// The temp dir of this server, for files a test hands to clients (deleted with the server).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `bytes` to `name` in the server's temp dir and returns the absolute path.
+    pub fn write_file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.dir.path().join(name);
+        fs::write(&path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        path
+    }
+
+    /// The server's PID (the child itself: `prosody` execs Lua, it does not fork).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last `lines` lines of the log, for panic messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(self.dir.path(), lines)
+    }
+}
+
+impl Drop for Prosody {
+    fn drop(&mut self) {
+        stop_child(&mut self.child);
+    }
+}
+
+/// A server that lost the race for its ports.
+struct PortTaken;
+
+/// Panics loudly when the server is missing: these tests must never pass without one.
+fn ensure_installed() {
+    let missing: Vec<&str> = ["prosody", "prosodyctl"].into_iter().filter(|b| !on_path(b)).collect();
+    let modules = Path::new("/usr/lib/prosody/modules");
+    let no_modules = !modules.join("mod_privilege").exists() || !modules.join("mod_delegation").exists();
+    if !missing.is_empty() || no_modules {
+        panic!(
+            "\n\n*** The end-to-end tests need a real Prosody 0.12 with prosody-modules ***\n\
+             missing: {missing:?}{}\ninstall with:  {INSTALL_HINT}\n\n",
+            if no_modules { " + mod_privilege/mod_delegation (prosody-modules)" } else { "" }
+        );
+    }
+}
+
+fn on_path(binary: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(binary).is_file()))
+}
+
+/// Polls until every port accepts; panics with the log tail if the process dies or the deadline passes.
+fn wait_ready(child: &mut Child, dir: &Path, ports: [u16; 2]) -> Result<(), PortTaken> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("polling the Prosody child") {
+            panic!("Prosody exited during start-up ({status}):\n{}", log_tail(dir, 40));
+        }
+        if fs::read_to_string(dir.join("prosody.log")).unwrap_or_default().contains("Failed to open server port") {
+            return Err(PortTaken);
+        }
+        if ports.iter().all(|&p| accepts(p)) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            stop_child(child);
+            panic!("Prosody did not open ports {ports:?} within {START_TIMEOUT:?}:\n{}", log_tail(dir, 40));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// SIGTERM, wait, then SIGKILL — always by the child's own PID.
+fn stop_child(child: &mut Child) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) only sends a signal; the PID is our own unreaped child, so it cannot have been reused.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("Prosody {} ignored SIGTERM for {STOP_TIMEOUT:?}; sending SIGKILL", child.id());
+    let _ = child.kill(); // best effort: it may have exited in between
+    let _ = child.wait();
+}
+
+/// Registers an account with `prosodyctl` (works before start and while the server runs).
+fn register(config: &Path, user: &str, password: &str) {
+    let out = Command::new("prosodyctl")
+        .arg("--config")
+        .arg(config)
+        .args(["register", user, DOMAIN, password])
+        .output()
+        .unwrap_or_else(|e| panic!("running prosodyctl ({e}); install with: {INSTALL_HINT}"));
+    assert!(
+        out.status.success(),
+        "prosodyctl register {user} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn log_tail(dir: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(dir.join("prosody.log")).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding 127.0.0.1:0 to find a free port")
+}
+
+fn accepts(port: u16) -> bool {
+    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(200)).is_ok()
+}
+
+fn spawn(config: &Path, dir: &Path) -> Child {
+    let output = fs::File::create(dir.join("prosody.stdout")).expect("creating Prosody's stdout file");
+    let stderr = output.try_clone().expect("cloning Prosody's stdout file handle");
+    let mut cmd = Command::new("prosody");
+    // -F: stay in the foreground so the PID we hold is the server's (the `daemonize` option is deprecated).
+    cmd.arg("--config").arg(config).arg("-F").current_dir(dir).stdin(Stdio::null()).stdout(output).stderr(stderr);
+    // SAFETY: prctl(2) is async-signal-safe, and it is the only thing done between fork and exec.
+    unsafe {
+        // If the test thread dies without unwinding (the test binary is killed), the server goes too. The signal
+        // fires when the spawning *thread* exits, so a Prosody must not outlive the test thread that started it.
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    cmd.spawn().unwrap_or_else(|e| match e.kind() {
+        ErrorKind::NotFound => panic!("prosody is not installed; install with: {INSTALL_HINT}"),
+        _ => panic!("starting prosody: {e}"),
+    })
+}
