@@ -65,12 +65,15 @@ pub(super) struct Reader {
 
 impl Engine {
     pub(super) fn exchange_reply(&mut self, now: Instant, exchange: Exchange, reply: &Iq, element: &Element) {
-        // Replies to requests we sent directly (not privileged) carry their payload as is.
         if let Exchange::Converts { account } = &exchange {
-            let converts = reply.kind == IqType::Result
-                && reply.payload.as_ref().is_some_and(|q| {
-                    q.children().any(|f| f.name() == "feature" && f.attr("var") == Some(ns::PEP_VCARD_CONVERSION))
-                });
+            // Privileged (the account asking itself) or plain: `privileged_reply` unwraps either.
+            let features = match component::privileged_reply(reply, element) {
+                PrivilegedReply::Result(payload) => payload,
+                PrivilegedReply::Error(_) => return self.exchange_failed(now, exchange, "disco#info refused"),
+            };
+            let converts = features.is_some_and(|q| {
+                q.children().any(|f| f.name() == "feature" && f.attr("var") == Some(ns::PEP_VCARD_CONVERSION))
+            });
             self.account(account).server_converts = Some(converts);
             let account = account.clone();
             return self.plan_writes(now, &account);

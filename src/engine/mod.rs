@@ -448,7 +448,11 @@ impl Engine {
         let verdict = self.account(account).observe(scheme, state);
         self.persist(account);
         match verdict {
-            Verdict::Unchanged => self.answer_readers_if_settled(account),
+            // Nothing new here, but a target read may have just become known: finish any write it was waiting for.
+            Verdict::Unchanged => {
+                self.answer_readers_if_settled(account);
+                self.plan_writes(now, account);
+            }
             Verdict::Removed => {
                 self.events.push_back(Event::Removed { account: account.to_string(), scheme });
                 self.plan_removal(now, account, scheme);

@@ -202,8 +202,15 @@ impl Engine {
         {
             return;
         }
+        // Prosody answers an account's disco#info only to contacts, so ask as the account itself when granted
+        // (`iq = { ["http://jabber.org/protocol/disco#info"] = "get" }`); otherwise try plainly.
         let query = crate::wire::xml::element("query", ns::DISCO_INFO).build();
-        self.request(now, IqType::Get, account.as_str(), query, Exchange::Converts { account: account.clone() });
+        let exchange = Exchange::Converts { account: account.clone() };
+        if self.grants.allows_iq(account.domain().as_str(), ns::DISCO_INFO, IqType::Get) {
+            self.privileged(now, account, ns::DISCO_INFO, IqType::Get, query, exchange);
+        } else {
+            self.request(now, IqType::Get, account.as_str(), query, exchange);
+        }
     }
 
     /// A PEP notification: the last metadata item is authoritative; retract, purge and delete mean "no avatar"

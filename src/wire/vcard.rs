@@ -3,7 +3,7 @@
 //! A vCard is kept whole: XEP-0054 has no partial update, so the gateway writes a PHOTO by reading the account's
 //! vCard, swapping the PHOTO and setting the result. [`VCard`] therefore wraps the raw element and
 //! [`VCard::with_photo`] touches nothing but PHOTO children: every other child, attribute, text node and their
-//! order survive byte for byte.
+//! order survive node for node.
 //!
 //! Lenient in (real clients): BINVAL without TYPE (emite), TYPE disagreeing with the bytes (aTalk labels PNG bytes
 //! `image/jpeg`; the hint is kept as given and the image module sniffs), EXTVAL, an empty PHOTO or BINVAL, base64

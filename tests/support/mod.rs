@@ -14,6 +14,7 @@
 #![allow(dead_code)] // each test crate uses its own subset
 
 pub mod client;
+pub mod gateway;
 pub mod images;
 pub mod prosody;
 pub mod prosody_config;

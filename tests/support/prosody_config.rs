@@ -54,6 +54,7 @@ VirtualHost "{DOMAIN}"
         ["http://jabber.org/protocol/pubsub"] = "both";
         ["http://jabber.org/protocol/pubsub#owner"] = "both";
         ["vcard-temp"] = "both";
+        ["http://jabber.org/protocol/disco#info"] = "get";
       }};
     }};
   }}

@@ -1,0 +1,88 @@
+//! The gateway binary, started beside a private Prosody and stopped by its PID.
+
+use std::fs::{self, File};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::prosody::Prosody;
+
+/// A running `avatar-gateway run`. Dropping it stops it.
+pub struct Gateway {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Gateway {
+    /// Starts the gateway for `server`'s component and waits until it has connected and reported its capabilities.
+    pub fn start(server: &Prosody) -> Gateway {
+        Self::start_with(server, &[])
+    }
+
+    /// Like [`Gateway::start`], with extra `--set section.key=value` overrides.
+    pub fn start_with(server: &Prosody, overrides: &[&str]) -> Gateway {
+        let log = server.dir().join("gateway.log");
+        let store = server.dir().join("gateway.redb");
+        let mut args: Vec<String> = vec!["run".into()];
+        let sets = [
+            format!("server.address=127.0.0.1:{}", server.component_port),
+            format!("server.component={}", server.component_jid()),
+            format!("server.secret={}", server.secret()),
+            format!("gateway.store={}", store.display()),
+            "gateway.report_delay_secs=0".into(),
+            "gateway.iq_timeout_secs=5".into(),
+        ];
+        for s in sets.iter().map(String::as_str).chain(overrides.iter().copied()) {
+            args.push("--set".into());
+            args.push(s.into());
+        }
+        let child = Command::new(env!("CARGO_BIN_EXE_avatar-gateway"))
+            .args(&args)
+            .env("RUST_LOG", "avatar_gateway=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).expect("creating the gateway log"))
+            .spawn()
+            .expect("starting avatar-gateway");
+        let gateway = Gateway { child, log };
+        gateway.wait_for_log("ON  ", Duration::from_secs(15));
+        gateway
+    }
+
+    /// The gateway's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `needle` appears in the log.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        let start = Instant::now();
+        while !self.log().contains(needle) {
+            assert!(start.elapsed() < timeout, "gateway log never showed {needle:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Counts log lines containing `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Fails when the gateway logged a store failure or a lost stream.
+    pub fn assert_healthy(&self) {
+        let log = self.log();
+        for bad in ["store:", "stream lost", "panicked"] {
+            assert!(!log.contains(bad), "gateway log has {bad:?}:\n{log}");
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- gateway log ---\n{}", self.log());
+        }
+    }
+}
