@@ -6,18 +6,32 @@
 
 mod support;
 
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
 use serde_json::{Value, json};
 use support::client::Client;
-use support::images::{avatar_png, sha1_hex};
+use support::images::{avatar_png, dimensions, sha1_hex};
 use support::prosody::{Mode, Prosody};
 
 const META: &str = "urn:xmpp:avatar:metadata";
 
-/// An avatar written to the server's temp dir: (path for the clients, SHA-1 computed here).
-fn avatar(server: &Prosody, seed: u8) -> (String, String, usize) {
+/// An avatar as the tests hand it to clients and expect it back.
+struct Avatar {
+    /// Where the clients read it (the server's temp dir).
+    path: String,
+    /// Lower-case hex SHA-1, computed here rather than trusted from the client.
+    sha1: String,
+    len: usize,
+    width: u32,
+}
+
+fn avatar(server: &Prosody, seed: u8) -> Avatar {
     let png = avatar_png(seed);
     let path = server.write_file(&format!("avatar-{seed}.png"), &png);
-    (path.to_str().expect("temp paths are UTF-8").to_string(), sha1_hex(&png), png.len())
+    let path = path.to_str().expect("temp paths are UTF-8").to_string();
+    Avatar { path, sha1: sha1_hex(&png), len: png.len(), width: dimensions(&png).0 }
 }
 
 fn online(server: &Prosody, user: &str) -> Client {
@@ -29,22 +43,22 @@ fn online(server: &Prosody, user: &str) -> Client {
 #[test]
 fn vcard_legacy_turns_a_vcard_photo_into_pep_avatar() {
     let server = Prosody::start(Mode::VcardLegacy, &["alice", "obs"]);
-    let (file, sha1, len) = avatar(&server, 0);
+    let a = avatar(&server, 0);
     let mut alice = Client::login(&server, "alice");
     let mut obs = Client::login(&server, "obs");
 
-    let set = alice.ok(json!({"cmd": "set_vcard_photo", "file": file, "fn": "Alice"}));
+    let set = alice.ok(json!({"cmd": "set_vcard_photo", "file": a.path, "fn": "Alice"}));
     assert_eq!(set["iq"], "result", "{set}");
-    assert_eq!(set["sha1"], sha1.as_str());
+    assert_eq!(set["sha1"], a.sha1.as_str());
 
     let pep = obs.ok(json!({"cmd": "get_pep", "jid": "alice@localhost"}));
     assert_eq!(pep["iq"], "result", "{pep}");
-    assert_eq!(pep["id"], sha1.as_str(), "metadata item id = SHA-1 of the vCard BINVAL: {pep}");
-    assert_eq!(pep["data_sha1"], sha1.as_str(), "data item fetched by that id: {pep}");
+    assert_eq!(pep["id"], a.sha1.as_str(), "metadata item id = SHA-1 of the vCard BINVAL: {pep}");
+    assert_eq!(pep["data_sha1"], a.sha1.as_str(), "data item fetched by that id: {pep}");
     let info = &pep["infos"][0];
-    assert_eq!(info["id"], sha1.as_str());
+    assert_eq!(info["id"], a.sha1.as_str());
     assert_eq!(info["type"], "image/png");
-    assert_eq!(info["bytes"], len.to_string());
+    assert_eq!(info["bytes"], a.len.to_string());
     // mod_vcard_legacy publishes <info/> without width/height (specs.md §5).
     assert_eq!(info.get("width"), None, "{info}");
 }
@@ -52,38 +66,38 @@ fn vcard_legacy_turns_a_vcard_photo_into_pep_avatar() {
 #[test]
 fn plain_vcard_server_converts_nothing() {
     let server = Prosody::start(Mode::PlainVcard, &["alice", "obs"]);
-    let (pep_file, pep_sha1, _) = avatar(&server, 1);
-    let (vcard_file, vcard_sha1, _) = avatar(&server, 2);
+    let (in_pep, in_vcard) = (avatar(&server, 1), avatar(&server, 2));
     let mut alice = Client::login(&server, "alice");
     let mut obs = Client::login(&server, "obs");
 
-    let published = alice.ok(json!({"cmd": "publish_pep", "file": pep_file}));
+    let published = alice.ok(json!({"cmd": "publish_pep", "file": in_pep.path}));
     assert_eq!(published["data"]["iq"], "result", "{published}");
     assert_eq!(published["metadata"]["iq"], "result", "{published}");
 
     let pep = obs.ok(json!({"cmd": "get_pep", "jid": "alice@localhost"}));
-    assert_eq!((pep["id"].as_str(), pep["data_sha1"].as_str()), (Some(&*pep_sha1), Some(&*pep_sha1)), "{pep}");
-    assert_eq!(pep["infos"][0]["width"], "48", "the client sends width/height as strings: {pep}");
+    let sha1 = Some(in_pep.sha1.as_str());
+    assert_eq!((pep["id"].as_str(), pep["data_sha1"].as_str()), (sha1, sha1), "{pep}");
+    assert_eq!(pep["infos"][0]["width"], in_pep.width.to_string(), "width/height go as strings: {pep}");
 
     // No vCard was ever stored: mod_vcard answers another user's get with item-not-found, not an empty vCard.
     let vcard = obs.ok(json!({"cmd": "get_vcard", "jid": "alice@localhost"}));
     assert_eq!((vcard["iq"].as_str(), vcard["condition"].as_str()), (Some("error"), Some("item-not-found")), "{vcard}");
     assert_eq!(vcard["photo_sha1"], Value::Null);
 
-    alice.ok(json!({"cmd": "set_vcard_photo", "file": vcard_file, "fn": "Alice"}));
+    alice.ok(json!({"cmd": "set_vcard_photo", "file": in_vcard.path, "fn": "Alice"}));
     let vcard = obs.ok(json!({"cmd": "get_vcard", "jid": "alice@localhost"}));
-    assert_eq!(vcard["photo_sha1"], vcard_sha1.as_str(), "{vcard}");
+    assert_eq!(vcard["photo_sha1"], in_vcard.sha1.as_str(), "{vcard}");
     assert_eq!(vcard["type"], "image/png");
     assert_eq!(vcard["other_fields"], json!(["FN"]), "mod_vcard stores the vCard as sent: {vcard}");
     // ... and PEP still holds the other avatar: nothing crossed over.
     let pep = obs.ok(json!({"cmd": "get_pep", "jid": "alice@localhost"}));
-    assert_eq!(pep["id"], pep_sha1.as_str(), "{pep}");
+    assert_eq!(pep["id"], in_pep.sha1.as_str(), "{pep}");
 }
 
 #[test]
 fn xep0008_presence_reaches_a_contact_untouched() {
     let server = Prosody::start(Mode::PlainVcard, &["alice", "obs"]);
-    let (_, sha1, _) = avatar(&server, 3);
+    let sha1 = avatar(&server, 3).sha1;
     let mut obs = online(&server, "obs");
     let mut alice = Client::login(&server, "alice");
 
@@ -103,7 +117,7 @@ fn xep0008_presence_reaches_a_contact_untouched() {
 #[test]
 fn vcard_legacy_injects_the_xep0153_hash_into_presence() {
     let server = Prosody::start(Mode::VcardLegacy, &["alice", "obs"]);
-    let (file, sha1, _) = avatar(&server, 4);
+    let a = avatar(&server, 4);
     let mut obs = online(&server, "obs");
     let mut alice = Client::login(&server, "alice");
 
@@ -113,16 +127,16 @@ fn vcard_legacy_injects_the_xep0153_hash_into_presence() {
     assert_eq!((seen["x_update"].as_str(), seen["x_avatar"].as_str()), (Some(""), Some("")), "{seen}");
 
     // It injects only into presence the client sends itself: the next presence carries the new hash.
-    alice.ok(json!({"cmd": "set_vcard_photo", "file": file}));
+    alice.ok(json!({"cmd": "set_vcard_photo", "file": a.path}));
     alice.ok(json!({"cmd": "presence"}));
-    let seen = obs.ok(json!({"cmd": "wait_presence", "jid": "alice@localhost", "x_update": sha1}));
+    let seen = obs.ok(json!({"cmd": "wait_presence", "jid": "alice@localhost", "x_update": a.sha1}));
     assert_eq!(seen["x_avatar_element"], false, "{seen}");
 }
 
 #[test]
 fn legacy_namespaces_without_the_component_are_service_unavailable() {
     let server = Prosody::start(Mode::VcardLegacy, &["alice", "obs"]);
-    let (file, sha1, len) = avatar(&server, 5);
+    let a = avatar(&server, 5);
     let mut alice = Client::login(&server, "alice");
     let mut obs = Client::login(&server, "obs");
 
@@ -136,16 +150,16 @@ fn legacy_namespaces_without_the_component_are_service_unavailable() {
             "{ns}: {got}"
         );
     }
-    let stored = alice.ok(json!({"cmd": "storage_set", "file": file}));
+    let stored = alice.ok(json!({"cmd": "storage_set", "file": a.path}));
     assert_eq!((stored["type"].as_str(), stored["condition"].as_str()), (Some("error"), Some("service-unavailable")));
 
     // To a full JID, jabber:iq:avatar goes to the client itself (never delegated).
     let got = obs.ok(json!({"cmd": "get_legacy", "jid": alice.jid(), "ns": "jabber:iq:avatar"}));
     assert_eq!(got["condition"], "service-unavailable", "a client not serving yet: {got}");
-    alice.ok(json!({"cmd": "serve_iq_avatar", "file": file, "mimetype": null}));
+    alice.ok(json!({"cmd": "serve_iq_avatar", "file": a.path, "mimetype": null}));
     let got = obs.ok(json!({"cmd": "get_legacy", "jid": alice.jid(), "ns": "jabber:iq:avatar"}));
-    assert_eq!((got["sha1"].as_str(), got["mimetype"].as_str()), (Some(&*sha1), None), "{got}");
-    assert_eq!((got["bytes"].as_u64(), got["width"].as_u64()), (Some(len as u64), Some(48)), "{got}");
+    assert_eq!((got["sha1"].as_str(), got["mimetype"].as_str()), (Some(a.sha1.as_str()), None), "{got}");
+    assert_eq!((got["bytes"].as_u64(), got["width"].as_u64()), (Some(a.len as u64), Some(a.width.into())), "{got}");
     let served = alice.ok(json!({"cmd": "served"}));
     assert_eq!(served["count"], 1, "{served}");
 }
@@ -153,18 +167,60 @@ fn legacy_namespaces_without_the_component_are_service_unavailable() {
 #[test]
 fn observers_with_notify_caps_receive_pep_notifications() {
     let server = Prosody::start(Mode::PlainVcard, &["alice", "obs"]);
-    let (file, sha1, _) = avatar(&server, 6);
+    let a = avatar(&server, 6);
     let mut obs = Client::login(&server, "obs");
     // PEP pushes metadata only to contacts whose caps (XEP-0115) include urn:xmpp:avatar:metadata+notify;
     // Prosody asks the client's disco#info what the caps hash means, which the client answers.
     obs.ok(json!({"cmd": "presence", "notify": true}));
     let mut alice = online(&server, "alice");
 
-    alice.ok(json!({"cmd": "publish_pep", "file": file}));
-    let event = obs.ok(json!({"cmd": "wait_pep_event", "jid": "alice@localhost", "item_id": sha1}));
+    alice.ok(json!({"cmd": "publish_pep", "file": a.path}));
+    let event = obs.ok(json!({"cmd": "wait_pep_event", "jid": "alice@localhost", "item_id": a.sha1}));
     assert_eq!(event["node"], META, "{event}");
-    assert_eq!(event["infos"][0]["id"], sha1.as_str(), "{event}");
-    assert_eq!(event["publisher"], alice.jid(), "Prosody names the publishing resource: {event}");
+    assert_eq!(event["infos"][0]["id"], a.sha1.as_str(), "{event}");
+    // Prosody puts the publisher's *bare* JID in item@publisher, and pushes to both the bare and the full JID.
+    assert_eq!(event["publisher"], alice.bare_jid(), "{event}");
+}
+
+#[test]
+fn component_port_accepts_the_exposed_name_and_secret() {
+    let server = Prosody::start(Mode::VcardLegacy, &["alice"]);
+    let mut stream = TcpStream::connect(("127.0.0.1", server.component_port)).expect("connecting the component port");
+    stream.set_read_timeout(Some(Duration::from_millis(100))).expect("setting a read timeout");
+    let header = format!(
+        "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='{}'>",
+        server.component_jid()
+    );
+    stream.write_all(header.as_bytes()).expect("sending the stream header");
+    let opening = read_until(&mut stream, |t| t.contains(" id='"));
+    let id = opening.split(" id='").nth(1).and_then(|r| r.split('\'').next()).expect("a stream id");
+    let handshake = sha1_hex(format!("{id}{}", server.secret()).as_bytes());
+    stream.write_all(format!("<handshake>{handshake}</handshake>").as_bytes()).expect("sending the handshake");
+
+    // What the gateway relies on right after the handshake (test-servers.md): the privilege:2 announcement and,
+    // per delegated namespace, disco#info queries it must answer before mod_delegation activates.
+    let node = "urn:xmpp:delegation:2::storage:client:avatar";
+    let seen = read_until(&mut stream, |t| {
+        t.contains("<handshake/>") && t.contains("urn:xmpp:privilege:2") && t.contains(node)
+    });
+    assert!(seen.contains("http://jabber.org/protocol/pubsub#owner"), "{seen}");
+}
+
+/// Reads the stream until `done` holds for everything read so far (5 s at most, then panics with it).
+fn read_until(stream: &mut TcpStream, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    while !done(&text) {
+        assert!(Instant::now() < deadline, "the component stream never showed what was expected:\n{text}");
+        match stream.read(&mut buf) {
+            Ok(0) => panic!("the server closed the component stream:\n{text}"),
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!("reading the component stream: {e}\n{text}"),
+        }
+    }
+    text
 }
 
 #[test]
@@ -175,5 +231,5 @@ fn dropping_the_server_stops_it_and_frees_its_port() {
     assert_eq!(pidfile.trim(), pid.to_string(), "the child we hold is the server itself");
     drop(server);
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "process {pid} is gone");
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "port {port} is closed");
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "port {port} is closed");
 }

@@ -73,7 +73,7 @@ fn sniffs_every_format_from_its_magic_bytes() {
 #[test]
 fn only_the_leading_bytes_count_never_a_name_or_label() {
     // Called .png, and it even says PNG: still text.
-    let text = bytes("not-an-image.png");
+    let text = bytes("invalid/not-an-image.png");
     assert_eq!(ImageFormat::sniff(&text), None);
     // Magic bytes followed by anything sniff as that format (decoding is what refuses the rest).
     assert_eq!(ImageFormat::sniff(b"\xff\xd8\xff\xe0 whatever follows"), Some(ImageFormat::Jpeg));
@@ -108,6 +108,33 @@ fn reads_dimensions() {
     }
 }
 
+#[test]
+fn fixture_folder_layout_holds() {
+    // Helpers elsewhere (tests/support/images.rs) take "any PNG in fixtures/images" as a good avatar: so every
+    // image at the top level must be valid and listed here, and every file in invalid/ must be refused.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images");
+    let names = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.expect("readable entry"))
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".md") && !n.ends_with(".py"))
+            .collect();
+        names.sort();
+        names
+    };
+    let mut listed: Vec<String> = VALID.iter().map(|(name, ..)| (*name).to_owned()).collect();
+    listed.sort();
+    assert_eq!(names(&dir), listed, "top-level fixtures and VALID differ");
+    let invalid = names(&dir.join("invalid"));
+    assert_eq!(invalid.len(), 5);
+    for name in invalid {
+        let refused = Rendition::from_bytes(bytes(&format!("invalid/{name}")), &ImageLimits::default());
+        assert!(refused.is_err(), "invalid/{name} was accepted: {refused:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Refusing bad input
 
@@ -116,12 +143,12 @@ fn decompression_bomb_is_refused_from_its_header() {
     let limits = ImageLimits::default();
     // A genuine PNG of 100 Mpx in 12 KB: refused on the header's say-so, before any decoding.
     assert_eq!(
-        Rendition::from_bytes(bytes("bomb-10000x10000.png"), &limits),
+        Rendition::from_bytes(bytes("invalid/bomb-10000x10000.png"), &limits),
         Err(ImageError::TooManyPixels { width: 10_000, height: 10_000, limit: limits.max_pixels })
     );
     // A 69-byte file promising 4 Gpx.
     assert_eq!(
-        Rendition::from_bytes(bytes("absurd-65535x65535.png"), &limits),
+        Rendition::from_bytes(bytes("invalid/absurd-65535x65535.png"), &limits),
         Err(ImageError::TooManyPixels { width: 65_535, height: 65_535, limit: limits.max_pixels })
     );
 }
@@ -132,7 +159,7 @@ fn truncated_pixel_data_is_refused_as_undecodable() {
     // Header intact, data cut: the header is read, so the refusal is `Decode`, naming the sniffed format.
     assert!(
         matches!(
-            Rendition::from_bytes(bytes("truncated.png"), &limits),
+            Rendition::from_bytes(bytes("invalid/truncated.png"), &limits),
             Err(ImageError::Decode { format: ImageFormat::Png, .. })
         ),
         "truncated.png"
@@ -140,7 +167,7 @@ fn truncated_pixel_data_is_refused_as_undecodable() {
     // The JPEG decoder would fill the missing rows with grey; the end-of-image check refuses it instead.
     assert!(
         matches!(
-            Rendition::from_bytes(bytes("truncated.jpg"), &limits),
+            Rendition::from_bytes(bytes("invalid/truncated.jpg"), &limits),
             Err(ImageError::Decode { format: ImageFormat::Jpeg, .. })
         ),
         "truncated.jpg"
@@ -225,7 +252,7 @@ fn jpeg_end_check_skips_segments_and_tolerates_trailing_bytes() {
 #[test]
 fn text_and_empty_input_are_refused() {
     let limits = ImageLimits::default();
-    let text = bytes("not-an-image.png");
+    let text = bytes("invalid/not-an-image.png");
     assert_eq!(Rendition::from_bytes(text.clone(), &limits), Err(ImageError::UnknownFormat(text[..8].to_vec())));
     assert_eq!(Rendition::from_bytes(Vec::new(), &limits), Err(ImageError::Empty));
 }
@@ -389,7 +416,7 @@ fn max_input_bytes_is_honoured() {
     // Size is checked first: even the bomb is refused for its bytes when they are over the limit.
     let tiny = ImageLimits { max_input_bytes: 1000, ..ImageLimits::default() };
     assert!(matches!(
-        Rendition::from_bytes(bytes("bomb-10000x10000.png"), &tiny),
+        Rendition::from_bytes(bytes("invalid/bomb-10000x10000.png"), &tiny),
         Err(ImageError::TooLarge { limit: 1000, .. })
     ));
 }

@@ -91,6 +91,8 @@ pub struct Account {
     pub server_converts: Option<bool>,
     /// The owner's own `storage:client:avatar` data (XEP-0008), which the gateway alone holds.
     pub storage: Option<AvatarHash>,
+    /// The scheme whose deliberate "no avatar" is still to be propagated (until a new avatar is adopted).
+    cleared: Option<Scheme>,
 }
 
 impl Account {
@@ -106,8 +108,9 @@ impl Account {
 
     /// Records what `scheme` holds now and judges it.
     ///
-    /// A "no avatar" is a removal only when that scheme held the current avatar just before: a scheme that never
-    /// had it saying "none" is merely behind (rule 7: "no avatar" is only ever a deliberate signal from the owner).
+    /// A "no avatar" is a removal only from the scheme the current avatar came from or one that held it just
+    /// before: a scheme that never had it saying "none" is merely behind (rule 7: "no avatar" is only ever a
+    /// deliberate signal from the owner).
     pub fn observe(&mut self, scheme: Scheme, state: Seen) -> Verdict {
         let previous = std::mem::replace(&mut self.seen[scheme.index()], state);
         match state {
@@ -119,9 +122,14 @@ impl Account {
                     Verdict::Candidate(hash)
                 }
             }
+            // The scheme the avatar came from, or one that held it, now holding none is a deliberate removal
+            // (a refused hash in between does not count: it never replaced the current avatar).
             Seen::NoAvatar => match (previous, self.current) {
-                (Seen::Avatar(held), Some(current)) if current.names(held) => {
+                (held, Some(current))
+                    if current.source == scheme || matches!(held, Seen::Avatar(h) if current.names(h)) =>
+                {
                     self.current = None;
+                    self.cleared = Some(scheme);
                     Verdict::Removed
                 }
                 _ => Verdict::Unchanged,
@@ -132,6 +140,12 @@ impl Account {
     /// Makes a validated avatar the current one.
     pub fn adopt(&mut self, current: Current) {
         self.current = Some(current);
+        self.cleared = None;
+    }
+
+    /// The scheme that last deliberately removed the avatar, while no new one has been adopted.
+    pub fn cleared(&self) -> Option<Scheme> {
+        self.cleared
     }
 
     /// Records that the gateway itself wrote `state` into `scheme`, so that reading it back is no news.
@@ -141,7 +155,7 @@ impl Account {
 
     /// Restores state loaded from the store.
     pub fn restore(seen: [Seen; 3], current: Option<Current>, storage: Option<AvatarHash>) -> Self {
-        Self { seen, current, server_converts: None, storage }
+        Self { seen, current, server_converts: None, storage, cleared: None }
     }
 
     /// The per-scheme states, for persisting.

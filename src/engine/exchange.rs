@@ -157,9 +157,9 @@ impl Engine {
                 };
                 self.write_vcard(now, &account, existing, png);
             }
-            Exchange::VcardSet { account, hash } => self.wrote(&account, Scheme::Vcard, hash),
+            Exchange::VcardSet { account, hash } => self.wrote(now, &account, Scheme::Vcard, hash),
             Exchange::PublishData { account, png } => self.publish_metadata(now, &account, png),
-            Exchange::PublishMetadata { account, hash } => self.wrote(&account, Scheme::Pep, hash),
+            Exchange::PublishMetadata { account, hash } => self.wrote(now, &account, Scheme::Pep, hash),
             Exchange::Converts { .. } | Exchange::IqAvatar { .. } => {}
         }
     }
@@ -213,11 +213,13 @@ impl Engine {
         self.answer_readers_if_settled(account);
     }
 
-    fn wrote(&mut self, account: &BareJid, scheme: Scheme, hash: Option<AvatarHash>) {
+    fn wrote(&mut self, now: Instant, account: &BareJid, scheme: Scheme, hash: Option<AvatarHash>) {
         let state = hash.map_or(Seen::NoAvatar, Seen::Avatar);
         self.account(account).wrote(scheme, state);
         self.persist(account);
         self.events.push_back(Event::Wrote { account: account.to_string(), scheme, hash });
+        // The wish may have changed while this write was in flight.
+        self.plan_writes(now, account);
     }
 }
 

@@ -455,7 +455,7 @@ impl Engine {
             }
             Verdict::Removed => {
                 self.events.push_back(Event::Removed { account: account.to_string(), scheme });
-                self.plan_removal(now, account, scheme);
+                self.plan_writes(now, account);
                 self.answer_readers_if_settled(account);
             }
             Verdict::Candidate(hash) => {

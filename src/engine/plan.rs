@@ -78,46 +78,46 @@ impl Engine {
         }
     }
 
-    /// Writes the current avatar where it is missing. Idempotent: safe to call after any observation.
+    /// Brings every target scheme to what the account wants now: the current avatar's PNG, or "no avatar" after a
+    /// deliberate removal. Idempotent and safe to call after any observation or completed write; a write that was
+    /// already in flight when the wish changed is followed by a corrective one when it completes.
     pub(super) fn plan_writes(&mut self, now: Instant, account: &BareJid) {
         let a = self.account(account);
-        let (Some(current), Some(converts)) = (a.current().copied(), a.server_converts) else { return };
-        let seen = a.seen_all();
-        let Some(png) = self.rendition(&current.png).and_then(|r| r.as_png()) else {
-            return self.refuse(account, current.source, format!("rendition {} is no longer available", current.png));
-        };
-        let holds = |scheme: Scheme| seen[scheme as usize] == Seen::Avatar(png.hash());
-        for &target in Self::targets(current.source, converts) {
-            if holds(target) || self.is_pending(|e| e.writes(account, target)) {
-                continue;
-            }
-            match target {
-                // Unknown PEP: read it first, so an avatar already there is not published twice.
-                Scheme::Pep if seen[Scheme::Pep as usize] == Seen::Unknown => self.poll_pep(now, account),
-                Scheme::Pep => self.publish_data(now, account, png.clone()),
-                Scheme::Vcard => self.read_vcard_for_write(now, account, Some(png.clone())),
-                Scheme::Legacy => {}
-            }
-        }
-    }
-
-    /// "No avatar" reached `from`: clear the other schemes that still hold an avatar.
-    pub(super) fn plan_removal(&mut self, now: Instant, account: &BareJid, from: Scheme) {
-        let a = self.account(account);
         let Some(converts) = a.server_converts else { return };
-        let seen = a.seen_all();
-        for &target in Self::targets(from, converts) {
-            if !matches!(seen[target as usize], Seen::Avatar(_)) || self.is_pending(|e| e.writes(account, target)) {
+        let (current, cleared, seen) = (a.current().copied(), a.cleared(), a.seen_all());
+        let (source, png) = match (current, cleared) {
+            (Some(current), _) => match self.rendition(&current.png).and_then(|r| r.as_png()) {
+                Some(png) => (current.source, Some(png)),
+                None => {
+                    return self.refuse(
+                        account,
+                        current.source,
+                        format!("rendition {} is no longer available", current.png),
+                    );
+                }
+            },
+            (None, Some(scheme)) => (scheme, None),
+            (None, None) => return,
+        };
+        let wanted = png.as_ref().map_or(Seen::NoAvatar, |p| Seen::Avatar(p.hash()));
+        for &target in Self::targets(source, converts) {
+            let held = seen[target as usize];
+            // Clearing a scheme that holds nothing (or that we have not read) is not needed.
+            let satisfied = held == wanted || (png.is_none() && !matches!(held, Seen::Avatar(_)));
+            if satisfied || self.is_pending(|e| e.writes(account, target)) {
                 continue;
             }
-            match target {
-                Scheme::Pep => {
+            match (target, &png) {
+                // Unknown PEP: read it first, so an avatar already there is not published twice.
+                (Scheme::Pep, Some(_)) if held == Seen::Unknown => self.poll_pep(now, account),
+                (Scheme::Pep, Some(png)) => self.publish_data(now, account, png.clone()),
+                (Scheme::Pep, None) => {
                     let payload = xep0084::publish_no_avatar(self.config.pep_access_model);
                     let exchange = Exchange::PublishMetadata { account: account.clone(), hash: None };
                     self.privileged(now, account, ns::PUBSUB, IqType::Set, payload, exchange);
                 }
-                Scheme::Vcard => self.read_vcard_for_write(now, account, None),
-                Scheme::Legacy => {}
+                (Scheme::Vcard, png) => self.read_vcard_for_write(now, account, png.clone()),
+                (Scheme::Legacy, _) => {}
             }
         }
     }
@@ -156,7 +156,8 @@ impl Engine {
         };
         if holds {
             self.account(account).wrote(Scheme::Vcard, target.map_or(Seen::NoAvatar, Seen::Avatar));
-            return self.persist(account);
+            self.persist(account);
+            return self.plan_writes(now, account);
         }
         let updated = existing.with_photo(png.as_deref());
         let exchange = Exchange::VcardSet { account: account.clone(), hash: target };

@@ -93,12 +93,10 @@ pub enum Xep0084Error {
         /// What was expected in it.
         expected: &'static str,
     },
-    /// A pubsub `<items/>`, `<publish/>`, `<purge/>` or `<delete/>` without the `node` attribute XEP-0060 requires.
-    #[error("expected a node attribute on <{element}/>, found none")]
-    MissingNode {
-        /// The element's name.
-        element: String,
-    },
+    /// A pubsub `<items/>`, `<publish/>`, `<purge/>` or `<delete/>` (named here) without the `node` attribute
+    /// XEP-0060 requires.
+    #[error("expected a node attribute on <{0}/>, found none")]
+    MissingNode(String),
     /// An `<info/>` without its REQUIRED `id` (§4.2.1).
     #[error("expected an id attribute (hex SHA-1) on <info/>, found none")]
     MissingInfoId,
@@ -120,12 +118,9 @@ pub enum Xep0084Error {
         first: Box<Xep0084Error>,
     },
     /// A `<metadata/>` with children but no `<info/>` and no `<stop/>`: not a "no avatar" signal (§4.2 says a
-    /// `<pointer/>` follows at least one `<info/>`), so it must not be read as one.
-    #[error("expected <info/> in a non-empty <metadata/>, found only <{first_child}/>")]
-    NoInfo {
-        /// The first child's name.
-        first_child: String,
-    },
+    /// `<pointer/>` follows at least one `<info/>`), so it must not be read as one. Holds the first child's name.
+    #[error("expected <info/> in a non-empty <metadata/>, found only <{0}/>")]
+    NoInfo(String),
     /// `<data/>` text that is not base64.
     #[error("expected base64 image bytes in <data/>: {0}")]
     Base64(#[from] Base64Error),
@@ -186,7 +181,7 @@ impl Metadata {
             return Err(Xep0084Error::NoValidInfo { count, first: Box::new(first) });
         }
         match el.children().next() {
-            Some(child) if !stop => Err(Xep0084Error::NoInfo { first_child: child.name().to_owned() }),
+            Some(child) if !stop => Err(Xep0084Error::NoInfo(child.name().to_owned())),
             _ => Ok(Self::NoAvatar),
         }
     }
@@ -302,18 +297,8 @@ fn items_in(el: &Element) -> Vec<Item> {
 }
 
 fn node_of(el: &Element) -> Result<Option<AvatarNode>, Xep0084Error> {
-    let node = el.attr("node").ok_or_else(|| Xep0084Error::MissingNode { element: el.name().to_owned() })?;
+    let node = el.attr("node").ok_or_else(|| Xep0084Error::MissingNode(el.name().to_owned()))?;
     Ok(AvatarNode::parse(node))
-}
-
-fn child<'a>(
-    el: &'a Element,
-    name: &str,
-    ns: &str,
-    parent: &'static str,
-    expected: &'static str,
-) -> Result<&'a Element, Xep0084Error> {
-    el.get_child(name, ns).ok_or(Xep0084Error::MissingChild { parent, expected })
 }
 
 /// A pubsub event (XEP-0060 §7.1.2.1, §7.2.2.1, §8.4, §8.5) on an avatar node.
@@ -369,17 +354,17 @@ pub fn parse_event(event: &Element) -> Result<Option<Event>, Xep0084Error> {
     }))
 }
 
-fn expect_pubsub(pubsub: &Element) -> Result<(), Xep0084Error> {
-    match pubsub.is("pubsub", ns::PUBSUB) {
-        true => Ok(()),
-        false => Err(unexpected(pubsub, "<pubsub xmlns='http://jabber.org/protocol/pubsub'/>")),
+/// The `name` child of `<pubsub xmlns='…pubsub'>`.
+fn pubsub_child<'a>(pubsub: &'a Element, name: &str, expected: &'static str) -> Result<&'a Element, Xep0084Error> {
+    if !pubsub.is("pubsub", ns::PUBSUB) {
+        return Err(unexpected(pubsub, "<pubsub xmlns='http://jabber.org/protocol/pubsub'/>"));
     }
+    pubsub.get_child(name, ns::PUBSUB).ok_or(Xep0084Error::MissingChild { parent: "pubsub", expected })
 }
 
 /// Reads an items result (`<pubsub><items node=…>`, XEP-0060 §6.5); `Ok(None)` for a non-avatar node.
 pub fn parse_items(pubsub: &Element) -> Result<Option<(AvatarNode, Vec<Item>)>, Xep0084Error> {
-    expect_pubsub(pubsub)?;
-    let items = child(pubsub, "items", ns::PUBSUB, "pubsub", "<items/>")?;
+    let items = pubsub_child(pubsub, "items", "<items/>")?;
     Ok(node_of(items)?.map(|node| (node, items_in(items))))
 }
 
@@ -427,8 +412,7 @@ pub struct Publish {
 
 /// Reads a publish request; `Ok(None)` for a non-avatar node.
 pub fn parse_publish(pubsub: &Element) -> Result<Option<Publish>, Xep0084Error> {
-    expect_pubsub(pubsub)?;
-    let publish = child(pubsub, "publish", ns::PUBSUB, "pubsub", "<publish/>")?;
+    let publish = pubsub_child(pubsub, "publish", "<publish/>")?;
     let Some(node) = node_of(publish)? else { return Ok(None) };
     // Only the field is read, whatever the FORM_TYPE: the service, not the gateway, validates the form.
     let access_model = pubsub
@@ -524,4 +508,139 @@ pub fn configure(node: AvatarNode, access: AccessModel, max_items: Option<u32>) 
     let form = submit_form(ns::PUBSUB_NODE_CONFIG, &fields);
     let configure = element("configure", ns::PUBSUB_OWNER).with_attr("node", node.name()).append(form).build();
     element("pubsub", ns::PUBSUB_OWNER).append(configure).build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // SHA-1("abc"), RFC 3174.
+    const ABC: &str = "a9993e364706816aba3e25717850c26c9cd0d89d";
+
+    fn el(xml: &str) -> Element {
+        xml.parse().unwrap()
+    }
+
+    fn metadata(children: &str) -> Result<Metadata, Xep0084Error> {
+        Metadata::parse(&el(&format!("<metadata xmlns='urn:xmpp:avatar:metadata'>{children}</metadata>")))
+    }
+
+    #[test]
+    fn names_every_generation() {
+        for name in [ns::AVATAR_DATA, ns::AVATAR_METADATA_0_12, ns::AVATAR_DATA_0_8, ns::AVATAR_METADATA_0_8] {
+            assert_eq!(AvatarNode::parse(name).map(AvatarNode::name), Some(name));
+        }
+        assert_eq!(AvatarNode::parse("urn:xmpp:avatar:metadata+notify"), None);
+    }
+
+    #[test]
+    fn odd_numbers_and_type_are_hints() {
+        let info = format!("<info id='{}' bytes='4294967296' width='65536' height='-1' type=' IMAGE/PNG '/>", ABC);
+        let Ok(Metadata::Avatar(infos)) = metadata(&info) else { panic!() };
+        let expected = Info {
+            id: AvatarHash::of(b"abc"),
+            bytes: None,
+            mime: Some("image/png".into()),
+            width: None,
+            height: None,
+            url: None,
+        };
+        assert_eq!(infos, [expected]);
+    }
+
+    #[test]
+    fn skips_a_bad_info_next_to_a_good_one_and_finds_the_inline_one() {
+        let md = metadata(&format!("<info id='nope'/><info id='{ABC}' url='https://x/a.png'/><info id='{ABC}'/>"));
+        let md = md.unwrap();
+        assert_eq!(md.infos().len(), 2);
+        assert_eq!(md.inline_info(), md.infos().get(1));
+        assert_eq!(metadata(&format!("<info id='{ABC}' url='https://x/a.png'/>")).unwrap().inline_info(), None);
+    }
+
+    #[test]
+    fn stop_and_empty_mean_no_avatar_but_infos_win() {
+        assert_eq!(metadata(""), Ok(Metadata::NoAvatar));
+        assert_eq!(metadata(" <stop/> "), Ok(Metadata::NoAvatar));
+        assert!(matches!(metadata(&format!("<stop/><info id='{ABC}'/>")), Ok(Metadata::Avatar(_))));
+    }
+
+    #[test]
+    fn rejects_wrong_element() {
+        let err = Metadata::parse(&el("<metadata xmlns='urn:xmpp:avatar:data'/>")).unwrap_err();
+        let expected = "<metadata/> in an XEP-0084 metadata namespace";
+        assert_eq!(
+            err,
+            Xep0084Error::UnexpectedElement { expected, name: "metadata".into(), ns: ns::AVATAR_DATA.into() }
+        );
+        assert!(matches!(
+            parse_data(&el("<metadata xmlns='urn:xmpp:avatar:metadata'/>")),
+            Err(Xep0084Error::UnexpectedElement { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_metadata_whose_infos_are_all_invalid() {
+        let first = Box::new(Xep0084Error::MissingInfoId);
+        assert_eq!(metadata("<info bytes='1'/><info id='abc'/>"), Err(Xep0084Error::NoValidInfo { count: 2, first }));
+        // 40 bytes with a non-ASCII char at an odd offset: panics xmpp-parsers 0.23, an error here.
+        let evil = format!("0é{}", &ABC[..38]);
+        let first = Box::new(Xep0084Error::InfoId { id: evil.clone(), source: HashError::NotHex('é') });
+        assert_eq!(metadata(&format!("<info id='{evil}'/>")), Err(Xep0084Error::NoValidInfo { count: 1, first }));
+    }
+
+    #[test]
+    fn rejects_pointer_without_info() {
+        assert_eq!(metadata("<pointer><x xmlns='urn:game'/></pointer>"), Err(Xep0084Error::NoInfo("pointer".into())));
+    }
+
+    #[test]
+    fn rejects_bad_or_empty_base64() {
+        let data = |text: &str| parse_data(&el(&format!("<data xmlns='urn:xmpp:avatar:data'>{text}</data>")));
+        assert_eq!(data("iVBO*w0K"), Err(Xep0084Error::Base64(b64::decode("iVBO*w0K").unwrap_err())));
+        assert_eq!(data(" \n "), Err(Xep0084Error::EmptyData));
+        assert_eq!(data("YWJj\n"), Ok(b"abc".to_vec()));
+    }
+
+    #[test]
+    fn rejects_pubsub_without_node_or_child() {
+        let pubsub = el("<pubsub xmlns='http://jabber.org/protocol/pubsub'><items/></pubsub>");
+        assert_eq!(parse_items(&pubsub), Err(Xep0084Error::MissingNode("items".into())));
+        let missing = Xep0084Error::MissingChild { parent: "pubsub", expected: "<publish/>" };
+        assert_eq!(parse_publish(&pubsub), Err(missing));
+        let event = el("<event xmlns='http://jabber.org/protocol/pubsub#event'/>");
+        assert!(matches!(parse_event(&event), Err(Xep0084Error::MissingChild { parent: "event", .. })));
+        assert!(matches!(parse_event(&pubsub), Err(Xep0084Error::UnexpectedElement { .. })));
+    }
+
+    #[test]
+    fn one_bad_item_does_not_spoil_its_siblings() {
+        let xml = format!(
+            "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:avatar:metadata'>\
+             <item id='{ABC}'><metadata xmlns='urn:xmpp:avatar:metadata'><info id='{ABC}'/></metadata></item>\
+             <item id='x'><metadata xmlns='urn:xmpp:avatar:metadata'><info/></metadata></item>\
+             <item id='y'><geoloc xmlns='http://jabber.org/protocol/geoloc'/></item></items></pubsub>"
+        );
+        let (node, items) = parse_items(&el(&xml)).unwrap().unwrap();
+        assert_eq!(node, AvatarNode::METADATA);
+        assert_eq!(items[0].hash(), Some(AvatarHash::of(b"abc")));
+        assert!(matches!(items[0].payload, Ok(Payload::Metadata(Metadata::Avatar(_)))));
+        assert!(matches!(items[1].payload, Err(Xep0084Error::NoValidInfo { .. })));
+        assert!(matches!(items[2].payload, Err(Xep0084Error::UnexpectedElement { .. })));
+    }
+
+    #[test]
+    fn other_nodes_and_events_are_none() {
+        let event =
+            |inner: &str| el(&format!("<event xmlns='http://jabber.org/protocol/pubsub#event'>{inner}</event>"));
+        assert_eq!(parse_event(&event("<items node='urn:xmpp:microblog:0'/>")), Ok(None));
+        assert_eq!(parse_event(&event("<configuration node='urn:xmpp:avatar:data'/>")), Ok(None));
+    }
+
+    #[test]
+    fn access_models_round_trip() {
+        for model in [AccessModel::Open, AccessModel::Presence, AccessModel::Roster, AccessModel::Whitelist] {
+            assert_eq!(AccessModel::parse(model.as_str()), Some(model));
+        }
+        assert_eq!(AccessModel::parse("authorize"), None);
+    }
 }

@@ -24,6 +24,17 @@ def load_image(args):
     return data, mimetype
 
 
+async def wait_until(predicate, timeout):
+    """Polls `predicate` (cheap: it scans in-memory records) until it holds or `timeout` passes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
 # ----- presence --------------------------------------------------------------------------------------------------
 
 async def presence(s, args, _timeout):
@@ -73,10 +84,7 @@ async def wait_presence(s, args, timeout):
                 return None
         return last
 
-    try:
-        async with s.presence_changed:
-            await asyncio.wait_for(s.presence_changed.wait_for(match), timeout)
-    except asyncio.TimeoutError:
+    if not await wait_until(match, timeout):
         seen = s.presences.get(jid, [])
         raise CommandError("no matching presence from %s within %ss (last seen: %s; did this client send its own "
                            "initial presence?)" % (jid, timeout, seen[-1] if seen else "none"))
@@ -277,10 +285,7 @@ async def wait_pep_event(s, args, timeout):
             recs = [e for e in recs if e["item_id"] == args["item_id"]]
         return recs[-1] if recs else None
 
-    try:
-        async with s.pep_changed:
-            await asyncio.wait_for(s.pep_changed.wait_for(match), timeout)
-    except asyncio.TimeoutError:
+    if not await wait_until(match, timeout):
         raise CommandError("no %s event from %s within %ss (%d events seen)" % (node, jid, timeout, len(s.pep_events)))
     return dict(match())
 

@@ -67,9 +67,7 @@ class Session(slixmpp.ClientXMPP):
         self.ready = asyncio.get_event_loop().create_future()
         self.presences = {}  # bare JID -> presence records, oldest first
         self.presence_seq = 0  # bumps on every presence, so waiters can ask for "newer than"
-        self.presence_changed = asyncio.Condition()
         self.pep_events = []  # pubsub#event notifications, oldest first
-        self.pep_changed = asyncio.Condition()
         self.avatar = None  # (bytes, mimetype|None, wrap) answered on jabber:iq:avatar; None = not serving
         self.avatar_error = None  # a stanza error condition to answer instead of data
         self.served = []  # from-JIDs of the jabber:iq:avatar gets answered with data
@@ -78,7 +76,9 @@ class Session(slixmpp.ClientXMPP):
         self.add_event_handler("connection_failed", lambda e: self.fail("connection failed: %s" % e))
         self.add_event_handler("disconnected", lambda _: self.fail("disconnected before the session started"))
         self.add_event_handler("presence", self.on_presence)
-        self.add_event_handler("message", self.on_message)
+        # Not the "message" event: slixmpp raises it only for messages with a <body/>, and PEP pushes have none.
+        self.register_handler(Callback("pep", MatchXPath("{%s}message/{%s}event" % (NS_CLIENT, NS_PUBSUB_EVENT)),
+                                       self.on_pep_event))
         # Registered from the start so that, before serve_iq_avatar, the client answers service-unavailable like a
         # client without XEP-0008 (slixmpp alone would say feature-not-implemented).
         self.register_handler(Callback("iq:avatar", MatchXPath("{%s}iq/{%s}query" % (NS_CLIENT, NS_IQ_AVATAR)),
@@ -100,19 +100,15 @@ class Session(slixmpp.ClientXMPP):
         if not self.ready.done():
             self.ready.set_result(None)
 
-    async def on_presence(self, pres):
+    def on_presence(self, pres):
         rec = presence_record(pres)
         self.presence_seq += 1
         rec["seq"] = self.presence_seq
         self.presences.setdefault(pres["from"].bare, []).append(rec)
         log.info("presence %s", rec)
-        async with self.presence_changed:
-            self.presence_changed.notify_all()
 
-    async def on_message(self, msg):
+    def on_pep_event(self, msg):
         event = msg.xml.find(q(NS_PUBSUB_EVENT, "event"))
-        if event is None:
-            return
         for items in event.findall(q(NS_PUBSUB_EVENT, "items")):
             for item in items.findall(q(NS_PUBSUB_EVENT, "item")):
                 rec = {"seq": len(self.pep_events) + 1, "from": str(msg["from"]), "to": str(msg["to"]),
@@ -122,8 +118,6 @@ class Session(slixmpp.ClientXMPP):
                     rec["infos"] = [dict(info.attrib) for info in meta.findall(q(NS_META, "info"))]
                 self.pep_events.append(rec)
                 log.info("pep event %s", rec)
-        async with self.pep_changed:
-            self.pep_changed.notify_all()
 
     def on_iq_avatar(self, iq):
         if iq["type"] != "get":

@@ -21,6 +21,21 @@ pub fn generated_png(seed: u8, side: u32) -> Vec<u8> {
     out.into_inner()
 }
 
+/// `fixtures/images/<name>` (see the README there for what each file exercises).
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading fixture {}: {e}", path.display()))
+}
+
+/// (width, height) decoded from the header, for comparing with what a server or client reports.
+pub fn dimensions(bytes: &[u8]) -> (u32, u32) {
+    image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .expect("reading from memory cannot fail")
+        .into_dimensions()
+        .expect("the test image has a readable header")
+}
+
 /// A PNG avatar: the `seed`-th small PNG of `fixtures/images/` when there is one (real-world files), else a
 /// generated 48×48 one. Small means under 64 KiB, so it fits a c2s stanza (256 KiB) as base64 in any scheme.
 pub fn avatar_png(seed: u8) -> Vec<u8> {

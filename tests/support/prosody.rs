@@ -22,6 +22,8 @@ pub const COMPONENT: &str = "avatars.localhost";
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long SIGTERM gets before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Set to keep every server's temp dir (they are always kept when the test panics).
+pub const KEEP_ENV: &str = "E2E_KEEP_DIRS";
 const INSTALL_HINT: &str = "apt-get update && apt-get install -y prosody prosody-modules python3-slixmpp";
 
 /// Which vCard module the server runs.
@@ -166,6 +168,11 @@ impl Prosody {
 impl Drop for Prosody {
     fn drop(&mut self) {
         stop_child(&mut self.child);
+        // A failed test keeps its server's config, log and client logs for diagnosis (so can anyone, on request).
+        if std::thread::panicking() || std::env::var_os(KEEP_ENV).is_some() {
+            self.dir.disable_cleanup(true);
+            eprintln!("kept Prosody dir {} (log: prosody.log, clients: client-*.log)", self.dir.path().display());
+        }
     }
 }
 

@@ -1,0 +1,418 @@
+//! The golden-stanza harness for the sans-IO engine (after slidge's `SlixTestPlus` and quinn-proto's `Pair`):
+//! stanzas in with [`Harness::recv`], stanzas out compared exactly with [`Harness::expect_sent`], a simulated clock
+//! moved by [`Harness::advance`], and [`Harness::drive_bounded`] to let the [`FakeServer`] answer every privileged
+//! IQ until the engine is idle, failing when it never gets there (ping-pong between schemes).
+
+pub mod fake_server;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use avatar_gateway::avatar::AvatarHash;
+use avatar_gateway::cache::CacheLimits;
+use avatar_gateway::engine::grants::{Direction, DirectionStatus};
+use avatar_gateway::engine::{Engine, EngineConfig, Event, ServerConverts};
+use avatar_gateway::image::{ImageLimits, PngRendition, Rendition};
+use avatar_gateway::store::MemoryStore;
+use avatar_gateway::wire::{b64, ns, xml};
+use xmpp_parsers::minidom::Element;
+
+use crate::common;
+pub use fake_server::{FakeServer, privileged_error, privileged_result};
+
+/// The component's JID.
+pub const COMPONENT: &str = "avatars.localhost";
+/// The server's domain.
+pub const DOMAIN: &str = "localhost";
+/// The account most scenarios are about.
+pub const ALICE: &str = "alice@localhost";
+/// How long the engine waits for a reply.
+pub const IQ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after connecting the capabilities are reported.
+pub const REPORT_DELAY: Duration = Duration::from_secs(1);
+
+/// Parses test XML, indentation removed (see `common::xml`).
+pub fn parse(text: &str) -> Element {
+    common::xml(text)
+}
+
+/// The engine configuration every scenario uses.
+pub fn config(server_converts: ServerConverts) -> EngineConfig {
+    EngineConfig {
+        component: COMPONENT.into(),
+        limits: ImageLimits::default(),
+        cache: CacheLimits::default(),
+        iq_timeout: IQ_TIMEOUT,
+        report_delay: REPORT_DELAY,
+        pep_access_model: None,
+        server_converts,
+    }
+}
+
+/// The engine on a simulated clock, with the fake server beside it.
+pub struct Harness {
+    /// The engine under test.
+    pub engine: Engine,
+    /// The simulated clock.
+    pub now: Instant,
+    /// Events polled and not yet taken by the test.
+    pub events: VecDeque<Event>,
+    /// The XMPP server's side of privileged IQs.
+    pub server: FakeServer,
+}
+
+impl Harness {
+    /// A fresh engine, not connected yet.
+    pub fn new(server_converts: ServerConverts, server: FakeServer) -> Self {
+        let engine = Engine::new(config(server_converts), Box::new(MemoryStore::new(64 << 20)));
+        Self { engine, now: Instant::now(), events: VecDeque::new(), server }
+    }
+
+    /// Connected to a Prosody that granted everything (the announcements with Prosody's nested `<namespace/>`s,
+    /// delegation of both XEP-0008 namespaces after the disco#info checks), capabilities reported and taken.
+    pub fn prosody(server_converts: ServerConverts, server: FakeServer) -> Self {
+        let mut h = Self::new(server_converts, server);
+        h.connect_prosody();
+        h
+    }
+
+    /// The connection sequence of [`Harness::prosody`], reusable after a reconnect.
+    pub fn connect_prosody(&mut self) {
+        self.engine.handle_connected(self.now);
+        self.recv(PROSODY_PRIVILEGES);
+        for namespace in [ns::STORAGE_AVATAR, ns::IQ_AVATAR] {
+            let node = format!("urn:xmpp:delegation:2:bare:{namespace}");
+            self.recv(&format!(
+                "<iq xmlns='jabber:component:accept' type='get' id='disco-{namespace}' from='{DOMAIN}' to='{COMPONENT}'>\
+                 <query xmlns='http://jabber.org/protocol/disco#info' node='{node}'/></iq>"
+            ));
+            self.expect_sent(&format!(
+                "<iq xmlns='jabber:component:accept' type='result' id='disco-{namespace}' from='{COMPONENT}' to='{DOMAIN}'>\
+                 <query xmlns='http://jabber.org/protocol/disco#info' node='{node}'>\
+                 <feature var='{namespace}'/></query></iq>"
+            ));
+        }
+        self.recv(PROSODY_DELEGATION);
+        self.expect_nothing_sent();
+        self.advance(REPORT_DELAY);
+        let all_on: Vec<DirectionStatus> =
+            Direction::ALL.iter().map(|&direction| DirectionStatus { direction, missing: vec![] }).collect();
+        self.expect_events(vec![Event::Capabilities { host: DOMAIN.into(), directions: all_on }]);
+        self.expect_nothing_sent();
+    }
+
+    /// Feeds one stanza to the engine.
+    pub fn recv(&mut self, text: &str) {
+        self.recv_element(parse(text));
+    }
+
+    /// Feeds one parsed stanza to the engine.
+    pub fn recv_element(&mut self, stanza: Element) {
+        self.engine.handle_stanza(self.now, stanza);
+        self.collect_events();
+    }
+
+    fn collect_events(&mut self) {
+        while let Some(e) = self.engine.poll_event() {
+            self.events.push_back(e);
+        }
+    }
+
+    /// The next stanza the engine sends, if any.
+    pub fn next_sent(&mut self) -> Option<Element> {
+        self.engine.poll_transmit()
+    }
+
+    /// Pops the next stanza and compares it exactly with `expected` (indentation aside); returns it.
+    #[track_caller]
+    pub fn expect_sent(&mut self, expected: &str) -> Element {
+        let expected_text = xml::to_string(&parse(expected));
+        let Some(actual) = self.next_sent() else {
+            panic!("nothing was sent\n expected: {expected_text}\n");
+        };
+        let actual_text = xml::to_string(&actual);
+        assert!(actual_text == expected_text, "sent stanza differs\n   actual: {actual_text}\n expected: {expected_text}\n");
+        actual
+    }
+
+    /// Pops the next stanza, which must be exactly `expected`, and lets the fake server answer it.
+    #[track_caller]
+    pub fn expect_sent_and_serve(&mut self, expected: &str) {
+        let sent = self.expect_sent(expected);
+        self.serve(&sent);
+    }
+
+    /// Lets the fake server answer a privileged IQ the engine sent; its reply and notifications go to the engine.
+    pub fn serve(&mut self, sent: &Element) {
+        assert!(FakeServer::is_privileged(sent), "not a privileged IQ: {}", xml::to_string(sent));
+        for stanza in self.server.answer(sent) {
+            self.recv_element(stanza);
+        }
+    }
+
+    /// Asserts that the engine has nothing more to send.
+    #[track_caller]
+    pub fn expect_nothing_sent(&mut self) {
+        if let Some(s) = self.next_sent() {
+            panic!("expected silence, the engine sent: {}", xml::to_string(&s));
+        }
+    }
+
+    /// Moves the simulated clock by `by`, calling `handle_timeout` at every deadline on the way.
+    pub fn advance(&mut self, by: Duration) {
+        let target = self.now + by;
+        for _ in 0..10_000 {
+            match self.engine.poll_timeout() {
+                Some(due) if due <= target => {
+                    self.now = self.now.max(due);
+                    self.engine.handle_timeout(self.now);
+                    self.collect_events();
+                }
+                _ => {
+                    self.now = target;
+                    return;
+                }
+            }
+        }
+        panic!("poll_timeout never moved past {:?}", self.engine.poll_timeout());
+    }
+
+    /// Lets the fake server answer every privileged IQ until the engine is idle, and returns the other stanzas it
+    /// sent (to clients, delegated replies). Fails after `max_steps` stanzas: the gateway and the server would be
+    /// feeding each other for ever.
+    #[track_caller]
+    pub fn drive_bounded(&mut self, max_steps: usize) -> Vec<Element> {
+        let mut others = Vec::new();
+        let mut steps = 0;
+        while let Some(sent) = self.next_sent() {
+            steps += 1;
+            assert!(
+                steps <= max_steps,
+                "the engine is not idle after {max_steps} stanzas (ping-pong?); last: {}\nserver log: {:#?}",
+                xml::to_string(&sent),
+                self.server.log
+            );
+            if FakeServer::is_privileged(&sent) {
+                self.serve(&sent);
+            } else {
+                others.push(sent);
+            }
+        }
+        others
+    }
+
+    /// Takes every event polled so far.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        self.events.drain(..).collect()
+    }
+
+    /// Takes every event polled so far and compares them with `expected`, in order.
+    #[track_caller]
+    pub fn expect_events(&mut self, expected: Vec<Event>) {
+        let actual = self.take_events();
+        assert_eq!(actual, expected, "events differ");
+    }
+
+    /// Asserts that no event was polled since the last take.
+    #[track_caller]
+    pub fn expect_no_events(&mut self) {
+        self.expect_events(vec![]);
+    }
+}
+
+/// Prosody 0.12 mod_privilege's announcement, with its nesting bug (specs.md §9): three IQ namespaces, each
+/// `<namespace/>` inside the previous one.
+pub const PROSODY_PRIVILEGES: &str = "
+<message xmlns='jabber:component:accept' from='localhost' to='avatars.localhost'>
+  <privilege xmlns='urn:xmpp:privilege:2'>
+    <perm access='presence' type='managed_entity'/>
+    <perm access='iq'>
+      <namespace ns='http://jabber.org/protocol/pubsub' type='both'>
+        <namespace ns='http://jabber.org/protocol/pubsub#owner' type='both'>
+          <namespace ns='vcard-temp' type='both'/>
+        </namespace>
+      </namespace>
+    </perm>
+  </privilege>
+</message>";
+
+/// Prosody mod_delegation's announcement (admin mode, `urn:xmpp:delegation:2`).
+pub const PROSODY_DELEGATION: &str = "
+<message xmlns='jabber:component:accept' from='localhost' to='avatars.localhost'>
+  <delegation xmlns='urn:xmpp:delegation:2'>
+    <delegated namespace='storage:client:avatar'/>
+    <delegated namespace='jabber:iq:avatar'/>
+  </delegation>
+</message>";
+
+// ---- images ----------------------------------------------------------------------------------------------------
+
+/// An image from `fixtures/images/`, with what each scheme carries of it.
+#[derive(Clone)]
+pub struct Image {
+    /// The file's bytes.
+    pub bytes: Vec<u8>,
+    /// SHA-1 of the bytes.
+    pub hash: AvatarHash,
+    /// Base64 as the gateway writes it (one padded line).
+    pub b64: String,
+}
+
+impl Image {
+    /// `fixtures/images/<name>`.
+    pub fn fixture(name: &str) -> Self {
+        let path = common::fixtures_dir().join("images").join(name);
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        Self::from_bytes(bytes)
+    }
+
+    /// Arbitrary bytes.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self { hash: AvatarHash::of(&bytes), b64: b64::encode(&bytes), bytes }
+    }
+
+    /// The validated image (panics if the image module refuses it).
+    pub fn rendition(&self) -> Rendition {
+        Rendition::from_bytes(self.bytes.clone(), &ImageLimits::default()).expect("a valid fixture image")
+    }
+
+    /// The PNG the image module makes of it for XEP-0084 and the vCard.
+    pub fn png(&self) -> PngRendition {
+        self.rendition().to_png(&ImageLimits::default()).expect("a PNG rendition")
+    }
+
+    /// The ≤ 64 px, < 8 KB rendition the image module makes of it for XEP-0008 readers.
+    pub fn legacy(&self) -> Rendition {
+        self.rendition().to_legacy(&ImageLimits::default()).expect("a legacy rendition")
+    }
+}
+
+// ---- the wire outcomes, written out as the specs show them -----------------------------------------------------
+
+/// A XEP-0356 privileged IQ from the component to `account`, inner IQ with the same id and no addresses.
+pub fn privileged(id: &str, account: &str, kind: &str, payload: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:component:accept' type='{kind}' id='{id}' from='{COMPONENT}' to='{account}'>\
+         <privileged_iq xmlns='urn:xmpp:privilege:2'><iq xmlns='jabber:client' type='{kind}' id='{id}'>{payload}</iq>\
+         </privileged_iq></iq>"
+    )
+}
+
+/// Privileged items get of the whole metadata node (XEP-0084 §3.4).
+pub fn pep_poll(id: &str, account: &str) -> String {
+    let payload =
+        "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:avatar:metadata'/></pubsub>";
+    privileged(id, account, "get", payload)
+}
+
+/// Privileged items-by-id get of one data item.
+pub fn pep_data_get(id: &str, account: &str, hash: &AvatarHash) -> String {
+    let payload = format!(
+        "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:avatar:data'><item id='{hash}'/></items></pubsub>"
+    );
+    privileged(id, account, "get", &payload)
+}
+
+/// Privileged publish of `png` to the data node (item id = its SHA-1, one base64 line).
+pub fn publish_data(id: &str, account: &str, png: &Rendition) -> String {
+    let payload = format!(
+        "<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='urn:xmpp:avatar:data'>\
+         <item id='{}'><data xmlns='urn:xmpp:avatar:data'>{}</data></item></publish></pubsub>",
+        png.hash(),
+        b64::encode(png.bytes())
+    );
+    privileged(id, account, "set", &payload)
+}
+
+/// The `<metadata/>` describing `png` alone.
+pub fn metadata_of(png: &Rendition) -> String {
+    format!(
+        "<metadata xmlns='urn:xmpp:avatar:metadata'><info bytes='{}' height='{}' id='{}' type='image/png' width='{}'/></metadata>",
+        png.bytes().len(),
+        png.height(),
+        png.hash(),
+        png.width()
+    )
+}
+
+/// Privileged publish of the metadata for `png` (item id = its SHA-1).
+pub fn publish_metadata(id: &str, account: &str, png: &Rendition) -> String {
+    let payload = format!(
+        "<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='urn:xmpp:avatar:metadata'>\
+         <item id='{}'>{}</item></publish></pubsub>",
+        png.hash(),
+        metadata_of(png)
+    );
+    privileged(id, account, "set", &payload)
+}
+
+/// Privileged publish of an empty `<metadata/>` in an item without id (XEP-0084 §3.5: avatar disabled).
+pub fn publish_no_avatar(id: &str, account: &str) -> String {
+    let payload = "<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='urn:xmpp:avatar:metadata'>\
+                   <item><metadata xmlns='urn:xmpp:avatar:metadata'/></item></publish></pubsub>";
+    privileged(id, account, "set", payload)
+}
+
+/// Privileged vCard get.
+pub fn vcard_get(id: &str, account: &str) -> String {
+    privileged(id, account, "get", "<vCard xmlns='vcard-temp'/>")
+}
+
+/// Privileged vCard set of `<vCard xmlns='vcard-temp'>{children}</vCard>`.
+pub fn vcard_set(id: &str, account: &str, children: &str) -> String {
+    privileged(id, account, "set", &format!("<vCard xmlns='vcard-temp'>{children}</vCard>"))
+}
+
+/// A vCard PHOTO holding `r`, as the gateway writes it (TYPE then BINVAL, one base64 line).
+pub fn photo(r: &Rendition) -> String {
+    format!("<PHOTO><TYPE>{}</TYPE><BINVAL>{}</BINVAL></PHOTO>", r.mime(), b64::encode(r.bytes()))
+}
+
+/// The `jabber:iq:avatar` get to a client's full JID (XEP-0008 §4, method 1).
+pub fn iq_avatar_get(id: &str, full_jid: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:component:accept' type='get' id='{id}' from='{COMPONENT}' to='{full_jid}'>\
+         <query xmlns='jabber:iq:avatar'/></iq>"
+    )
+}
+
+/// The client's answer to [`iq_avatar_get`].
+pub fn iq_avatar_result(id: &str, full_jid: &str, mimetype: &str, b64: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:component:accept' type='result' id='{id}' from='{full_jid}' to='{COMPONENT}'>\
+         <query xmlns='jabber:iq:avatar'><data mimetype='{mimetype}'>{b64}</data></query></iq>"
+    )
+}
+
+/// An available presence from `full_jid` with `children`, as mod_privilege forwards it.
+pub fn presence(full_jid: &str, children: &str) -> String {
+    format!("<presence xmlns='jabber:component:accept' from='{full_jid}' to='{COMPONENT}'>{children}</presence>")
+}
+
+/// `<x xmlns='jabber:x:avatar'><hash>…</hash></x>`.
+pub fn x_avatar(hash: &AvatarHash) -> String {
+    format!("<x xmlns='jabber:x:avatar'><hash>{hash}</hash></x>")
+}
+
+/// `<x xmlns='vcard-temp:x:update'><photo>…</photo></x>`.
+pub fn x_update(hash: &AvatarHash) -> String {
+    format!("<x xmlns='vcard-temp:x:update'><photo>{hash}</photo></x>")
+}
+
+/// A delegated IQ (XEP-0355 admin mode, Prosody's `urn:xmpp:delegation:2`) wrapping a user's IQ.
+pub fn delegated(outer_id: &str, inner: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:component:accept' type='set' id='{outer_id}' from='{DOMAIN}' to='{COMPONENT}'>\
+         <delegation xmlns='urn:xmpp:delegation:2'><forwarded xmlns='urn:xmpp:forward:0'>{inner}</forwarded>\
+         </delegation></iq>"
+    )
+}
+
+/// The gateway's answer to a delegated IQ: `inner` wrapped in a result to the outer id.
+pub fn delegated_reply(outer_id: &str, inner: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:component:accept' type='result' id='{outer_id}' from='{COMPONENT}' to='{DOMAIN}'>\
+         <delegation xmlns='urn:xmpp:delegation:2'><forwarded xmlns='urn:xmpp:forward:0'>{inner}</forwarded>\
+         </delegation></iq>"
+    )
+}
