@@ -250,6 +250,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("avatar-gateway.example.toml");
+        let c = Config::load(Some(&example), [], &["server.secret=s".into()]).unwrap();
+        assert_eq!((c.link.component.as_str(), c.engine.limits.legacy_max_bytes), ("avatars.example.org", 8191));
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let e = load("[server]\naddress = \"a:1\"\nsecret = \"s\"\n", &[], &[]).unwrap_err();
         assert!(e.to_string().starts_with("server.component is required"), "{e}");

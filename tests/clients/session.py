@@ -22,7 +22,7 @@ log = logging.getLogger("xmpp_client")
 
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_CAPS = "http://jabber.org/protocol/caps"
-CAPS_NODE = "https://github.com/avatar-gateway/e2e-client"
+CAPS_NODE = "urn:avatar-gateway:e2e-client"  # any URI naming the software (XEP-0115)
 IDENTITY = ("client", "pc", "avatar-gateway e2e client")
 # What a XEP-0084 observer advertises: PEP pushes the metadata node only to contacts with +notify (XEP-0163).
 FEATURES = sorted([NS_DISCO_INFO, NS_CAPS, NS_META, NS_META + "+notify", NS_X_UPDATE, NS_X_AVATAR, NS_IQ_AVATAR])

@@ -7,6 +7,18 @@ use std::time::{Duration, Instant};
 
 use super::prosody::Prosody;
 
+/// The gateway binary: Cargo names it for integration tests; examples find it beside their own directory.
+fn binary() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_avatar-gateway") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let exe = std::env::current_exe().expect("the current executable's path");
+            let profile_dir = exe.parent().and_then(|examples| examples.parent()).expect("target/<profile>/examples/");
+            profile_dir.join("avatar-gateway")
+        }
+    }
+}
+
 /// A running `avatar-gateway run`. Dropping it stops it.
 pub struct Gateway {
     child: Child,
@@ -36,7 +48,7 @@ impl Gateway {
             args.push("--set".into());
             args.push(s.into());
         }
-        let child = Command::new(env!("CARGO_BIN_EXE_avatar-gateway"))
+        let child = Command::new(binary())
             .args(&args)
             .env("RUST_LOG", "avatar_gateway=debug")
             .stdin(Stdio::null())

@@ -3,11 +3,13 @@
 //! Never the system service, never `killall`: tests run in parallel and each owns exactly one child process.
 
 use std::fs;
-use std::io::ErrorKind;
+use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc::{self, Sender};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -281,15 +283,39 @@ fn spawn(config: &Path, dir: &Path) -> Child {
     cmd.arg("--config").arg(config).arg("-F").current_dir(dir).stdin(Stdio::null()).stdout(output).stderr(stderr);
     // SAFETY: prctl(2) is async-signal-safe, and it is the only thing done between fork and exec.
     unsafe {
-        // If the test thread dies without unwinding (the test binary is killed), the server goes too. The signal
-        // fires when the spawning *thread* exits, so a Prosody must not outlive the test thread that started it.
+        // If the test binary dies without unwinding (killed by a CI timeout), the server goes too.
         cmd.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
             Ok(())
         });
     }
-    cmd.spawn().unwrap_or_else(|e| match e.kind() {
+    spawn_from_long_lived_thread(cmd).unwrap_or_else(|e| match e.kind() {
         ErrorKind::NotFound => panic!("prosody is not installed; install with: {INSTALL_HINT}"),
         _ => panic!("starting prosody: {e}"),
     })
+}
+
+/// A command and where to send the spawned child.
+type SpawnRequest = (Command, Sender<io::Result<Child>>);
+
+/// Spawns from one thread that lives as long as the test binary. PR_SET_PDEATHSIG fires when the *thread* that
+/// forked exits, so spawning from a test thread or a tokio blocking-pool thread could kill the server mid-test.
+fn spawn_from_long_lived_thread(cmd: Command) -> io::Result<Child> {
+    static SPAWNER: OnceLock<Sender<SpawnRequest>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("prosody-spawner".into())
+            .spawn(move || {
+                // The static sender is never dropped, so this loop (and the thread) lasts until the process exits.
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn()); // the requester waits on the other end
+                }
+            })
+            .expect("starting the Prosody spawner thread");
+        tx
+    });
+    let (reply_tx, reply_rx) = mpsc::channel();
+    spawner.send((cmd, reply_tx)).expect("the spawner thread lives as long as the process");
+    reply_rx.recv().expect("the spawner thread answers every request")
 }
