@@ -25,10 +25,14 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         if let Ok(Some((_, items))) = xep0084::parse_items(el) {
-            items.iter().for_each(|i| drop(i.hash()));
+            for item in &items {
+                let _ = item.hash();
+            }
         }
         if let Ok(Some(publish)) = xep0084::parse_publish(el) {
-            publish.items.iter().for_each(|i| drop(i.hash()));
+            for item in &publish.items {
+                let _ = item.hash();
+            }
         }
     }
 });

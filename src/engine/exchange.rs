@@ -51,6 +51,8 @@ impl Exchange {
 pub(super) struct Pending {
     pub(super) deadline: Instant,
     pub(super) exchange: Exchange,
+    /// The address asked (normalised): only a reply from it answers this exchange (ids are guessable).
+    pub(super) asked: String,
 }
 
 /// A XEP-0008 reader's delegated get, waiting for the account's avatar to be known.

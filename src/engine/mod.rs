@@ -181,7 +181,19 @@ impl Engine {
     /// The stream went away: every outstanding exchange is void (its reply can no longer come), and waiting
     /// readers were answered by the server already (component gone → service-unavailable).
     pub fn handle_disconnected(&mut self, _now: Instant) {
-        self.pending.clear();
+        // A fetch in flight is void: forget the hash it was for, so that seeing it again after the reconnect (the
+        // server re-sends every presence, XEP-0356) fetches it instead of taking it for old news.
+        for p in std::mem::take(&mut self.pending).into_values() {
+            let (account, scheme, hash) = match p.exchange {
+                Exchange::IqAvatar { account, hash } => (account, Scheme::Legacy, hash),
+                Exchange::PepData { account, hash } => (account, Scheme::Pep, hash),
+                _ => continue,
+            };
+            if self.account(&account).seen(scheme) == Seen::Avatar(hash) {
+                self.account(&account).observe(scheme, Seen::Unknown);
+                self.persist(&account);
+            }
+        }
         self.readers.clear();
         self.report_at = None;
     }
@@ -318,7 +330,12 @@ impl Engine {
     fn handle_iq(&mut self, now: Instant, stanza: &Element) {
         let Ok(envelope) = Iq::parse(stanza) else { return };
         if !envelope.kind.is_request() {
-            if let Some(p) = self.pending.remove(&envelope.id) {
+            // Our ids are predictable: a reply counts only from the address that was asked, else anyone could
+            // answer a vCard read meant for another account.
+            let from = envelope.from.as_ref().map(Jid::to_string);
+            if self.pending.get(&envelope.id).is_some_and(|p| from.as_ref() == Some(&p.asked))
+                && let Some(p) = self.pending.remove(&envelope.id)
+            {
                 self.exchange_reply(now, p.exchange, &envelope, stanza);
             }
             return;
@@ -370,7 +387,8 @@ impl Engine {
         let id = self.id();
         let component = self.config.component.clone();
         self.outbox.push_back(iq(ns::COMPONENT, kind, &id, Some(&component), Some(to), Some(payload)));
-        self.pending.insert(id, Pending { deadline: now + self.config.iq_timeout, exchange });
+        let asked = Jid::new(to).map_or_else(|_| to.to_owned(), |j| j.to_string());
+        self.pending.insert(id, Pending { deadline: now + self.config.iq_timeout, exchange, asked });
     }
 
     /// Sends a XEP-0356 privileged IQ on the account's behalf, if that right was granted; says so if not.
@@ -392,7 +410,8 @@ impl Engine {
         let inner = iq(ns::CLIENT, kind, &id, None, None, Some(payload));
         let component = self.config.component.clone();
         self.outbox.push_back(component::privileged_iq(&id, &component, account.as_str(), inner));
-        self.pending.insert(id, Pending { deadline: now + self.config.iq_timeout, exchange });
+        let asked = account.to_string();
+        self.pending.insert(id, Pending { deadline: now + self.config.iq_timeout, exchange, asked });
         true
     }
 

@@ -226,7 +226,8 @@ async def publish_pep(s, args, timeout):
         el = ET.Element(q(NS_DATA, "data"))
         el.text = b64(data, args.get("wrap"))
         out["data"] = iq_outcome(await s.send_iq("set", None, publish_payload(NS_DATA, digest, el, access), timeout))
-        if out["data"]["iq"] != "result":
+        if out["data"]["iq"] != "result":  # no metadata pointing at data that is not there
+            out["iq"] = out["data"]["iq"]
             return out
         info = image_info(data)
         # All attribute values are strings on the wire (the 1.8.3 plugin trips over ints).

@@ -211,13 +211,8 @@ impl FakeServer {
             Some(format!("<PHOTO><TYPE>{mime}</TYPE><BINVAL>{data}</BINVAL></PHOTO>"))
         });
         let a = self.account(account);
-        let kept: String = a
-            .vcard
-            .iter()
-            .flat_map(|v| v.children())
-            .filter(|c| c.name() != "PHOTO")
-            .map(xml::to_string)
-            .collect();
+        let kept: String =
+            a.vcard.iter().flat_map(|v| v.children()).filter(|c| c.name() != "PHOTO").map(xml::to_string).collect();
         a.vcard = Some(parse(&format!("<vCard xmlns='vcard-temp'>{kept}{}</vCard>", photo.unwrap_or_default())));
     }
 

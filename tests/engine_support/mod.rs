@@ -131,7 +131,10 @@ impl Harness {
             panic!("nothing was sent\n expected: {expected_text}\n");
         };
         let actual_text = xml::to_string(&actual);
-        assert!(actual_text == expected_text, "sent stanza differs\n   actual: {actual_text}\n expected: {expected_text}\n");
+        assert!(
+            actual_text == expected_text,
+            "sent stanza differs\n   actual: {actual_text}\n expected: {expected_text}\n"
+        );
         actual
     }
 
@@ -300,8 +303,7 @@ pub fn privileged(id: &str, account: &str, kind: &str, payload: &str) -> String 
 
 /// Privileged items get of the whole metadata node (XEP-0084 §3.4).
 pub fn pep_poll(id: &str, account: &str) -> String {
-    let payload =
-        "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:avatar:metadata'/></pubsub>";
+    let payload = "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:avatar:metadata'/></pubsub>";
     privileged(id, account, "get", payload)
 }
 

@@ -15,7 +15,7 @@
 //! | `set_vcard_photo` | `file` (null = no PHOTO), `type` (absent = sniffed, null = no TYPE), `fn`, `extval`, `wrap` | `iq`, `condition`, `previous` (type of the vCard get), `sha1` |
 //! | `get_vcard` | `jid` (bare; absent = own) | `iq`, `condition`, `vcard`, `photo`, `photo_sha1`, `type`, `extval`, `binval_len`, `other_fields` |
 //! | `publish_pep` | `file` (null = empty metadata), `mimetype`, `access` (e.g. `"open"`, as publish-options), `extra_infos`, `wrap` | `sha1`, `data` and `metadata` outcomes, `iq` (of the metadata publish) |
-//! | `get_pep` | `jid` (bare; absent = own) | `iq`, `condition`, `id`, `infos`, `empty`, `data_sha1`, `data_outcome` |
+//! | `get_pep` | `jid` (bare; absent = own) | `iq`, `condition`, `id` (metadata item id), `infos` (all attributes, as strings), `empty` (null = no item, true = item without `<info/>`), `data_sha1` (of the data item with that id), `data_outcome` |
 //! | `wait_pep_event` | `jid`, `node` (default metadata), `item_id`, `after` (a seq) | `seq`, `from`, `node`, `item_id`, `publisher`, `infos` |
 //! | `raw_iq` | `type`, `to`, `payload` (XML text) | `iq`, `condition`, `xml` |
 //!
@@ -69,6 +69,7 @@ impl Client {
         let stderr_path = prosody.dir().join(format!("client-{user}-{resource}-{n}.log"));
         let stderr = std::fs::File::create(&stderr_path).expect("creating the client's log file");
         let full = format!("{}/{resource}", prosody.jid(user));
+        // No death signal needed (unlike Prosody): the client quits on EOF, which it gets when this process dies.
         let mut child = Command::new(PYTHON)
             .arg(&script)
             .args(["--jid", &full, "--password", password, "--host", "127.0.0.1", "--port"])

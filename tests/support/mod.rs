@@ -16,5 +16,6 @@
 pub mod client;
 pub mod gateway;
 pub mod images;
+pub mod process;
 pub mod prosody;
 pub mod prosody_config;

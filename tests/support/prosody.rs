@@ -3,17 +3,15 @@
 //! Never the system service, never `killall`: tests run in parallel and each owns exactly one child process.
 
 use std::fs;
-use std::io::{self, ErrorKind};
+use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::sync::mpsc::{self, Sender};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use super::process::{spawn_tied_to_process, stop};
 use super::prosody_config::{ConfigParams, groups_file, render};
 
 /// The only virtual host.
@@ -74,7 +72,9 @@ impl Prosody {
         // Free ports are picked by binding port 0 and releasing it: another process may grab one in between, so a
         // failed bind is retried with new ports.
         for attempt in 1..=3 {
-            let (c2s_port, component_port) = (free_port(), free_port());
+            let c2s_port = free_port();
+            let component_port =
+                std::iter::repeat_with(free_port).find(|&p| p != c2s_port).expect("an endless iterator");
             let params = ConfigParams { dir: dir.path(), c2s_port, component_port, secret: &secret, mode };
             fs::write(&config, render(&params)).expect("writing the Prosody config");
             if attempt == 1 {
@@ -89,14 +89,14 @@ impl Prosody {
                     return Prosody { child, dir, config, c2s_port, component_port, mode, secret, users };
                 }
                 Err(PortTaken) if attempt < 3 => {
-                    stop_child(&mut child);
+                    stop(&mut child, STOP_TIMEOUT);
                     // Keep the failed run's log for diagnosis, out of the way of the next readiness check.
                     let log = dir.path().join("prosody.log");
                     fs::rename(&log, log.with_extension(format!("log.attempt{attempt}")))
                         .expect("setting aside the log of a failed start");
                 }
                 Err(PortTaken) => {
-                    stop_child(&mut child);
+                    stop(&mut child, STOP_TIMEOUT);
                     panic!("Prosody could not bind free ports 3 times:\n{}", log_tail(dir.path(), 30));
                 }
             }
@@ -169,7 +169,7 @@ impl Prosody {
 
 impl Drop for Prosody {
     fn drop(&mut self) {
-        stop_child(&mut self.child);
+        stop(&mut self.child, STOP_TIMEOUT);
         // A failed test keeps its server's config, log and client logs for diagnosis (so can anyone, on request).
         if std::thread::panicking() || std::env::var_os(KEEP_ENV).is_some() {
             self.dir.disable_cleanup(true);
@@ -199,46 +199,34 @@ fn on_path(binary: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(binary).is_file()))
 }
 
-/// Polls until every port accepts; panics with the log tail if the process dies or the deadline passes.
+/// Polls until the server has bound both ports and written its pidfile; panics with the log tail if the process dies or the deadline passes.
 fn wait_ready(child: &mut Child, dir: &Path, ports: [u16; 2]) -> Result<(), PortTaken> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Some(status) = child.try_wait().expect("polling the Prosody child") {
             panic!("Prosody exited during start-up ({status}):\n{}", log_tail(dir, 40));
         }
-        if fs::read_to_string(dir.join("prosody.log")).unwrap_or_default().contains("Failed to open server port") {
+        let log = fs::read_to_string(dir.join("prosody.log")).unwrap_or_default();
+        if log.contains("Failed to open server port") {
             return Err(PortTaken);
         }
-        if ports.iter().all(|&p| accepts(p)) {
+        // The log line, not only an accepting port: another process may hold a port we were handed.
+        let [c2s, component] = ports;
+        let ours = log.contains(&format!("Activated service 'c2s' on [127.0.0.1]:{c2s}"))
+            && log.contains(&format!("Activated service 'component' on [127.0.0.1]:{component}"));
+        // mod_posix writes the pidfile while modules load, maybe after the ports: waiting for it means
+        // Prosody::pid() is the pidfile's PID from the moment start() returns.
+        let pidfile = fs::read_to_string(dir.join("prosody.pid")).unwrap_or_default();
+        let pid_written = pidfile.trim() == child.id().to_string();
+        if ours && pid_written && ports.iter().all(|&p| accepts(p)) {
             return Ok(());
         }
         if Instant::now() > deadline {
-            stop_child(child);
+            stop(child, STOP_TIMEOUT);
             panic!("Prosody did not open ports {ports:?} within {START_TIMEOUT:?}:\n{}", log_tail(dir, 40));
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-}
-
-/// SIGTERM, wait, then SIGKILL — always by the child's own PID.
-fn stop_child(child: &mut Child) {
-    if matches!(child.try_wait(), Ok(Some(_))) {
-        return;
-    }
-    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill(2) only sends a signal; the PID is our own unreaped child, so it cannot have been reused.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-    }
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    while Instant::now() < deadline {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    eprintln!("Prosody {} ignored SIGTERM for {STOP_TIMEOUT:?}; sending SIGKILL", child.id());
-    let _ = child.kill(); // best effort: it may have exited in between
-    let _ = child.wait();
 }
 
 /// Registers an account with `prosodyctl` (works before start and while the server runs).
@@ -281,41 +269,8 @@ fn spawn(config: &Path, dir: &Path) -> Child {
     let mut cmd = Command::new("prosody");
     // -F: stay in the foreground so the PID we hold is the server's (the `daemonize` option is deprecated).
     cmd.arg("--config").arg(config).arg("-F").current_dir(dir).stdin(Stdio::null()).stdout(output).stderr(stderr);
-    // SAFETY: prctl(2) is async-signal-safe, and it is the only thing done between fork and exec.
-    unsafe {
-        // If the test binary dies without unwinding (killed by a CI timeout), the server goes too.
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
-    spawn_from_long_lived_thread(cmd).unwrap_or_else(|e| match e.kind() {
+    spawn_tied_to_process(cmd).unwrap_or_else(|e| match e.kind() {
         ErrorKind::NotFound => panic!("prosody is not installed; install with: {INSTALL_HINT}"),
         _ => panic!("starting prosody: {e}"),
     })
-}
-
-/// A command and where to send the spawned child.
-type SpawnRequest = (Command, Sender<io::Result<Child>>);
-
-/// Spawns from one thread that lives as long as the test binary. PR_SET_PDEATHSIG fires when the *thread* that
-/// forked exits, so spawning from a test thread or a tokio blocking-pool thread could kill the server mid-test.
-fn spawn_from_long_lived_thread(cmd: Command) -> io::Result<Child> {
-    static SPAWNER: OnceLock<Sender<SpawnRequest>> = OnceLock::new();
-    let spawner = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        std::thread::Builder::new()
-            .name("prosody-spawner".into())
-            .spawn(move || {
-                // The static sender is never dropped, so this loop (and the thread) lasts until the process exits.
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn()); // the requester waits on the other end
-                }
-            })
-            .expect("starting the Prosody spawner thread");
-        tx
-    });
-    let (reply_tx, reply_rx) = mpsc::channel();
-    spawner.send((cmd, reply_tx)).expect("the spawner thread lives as long as the process");
-    reply_rx.recv().expect("the spawner thread answers every request")
 }
