@@ -172,7 +172,10 @@ fn table() {
         "own loop: {TABLE_ITERATIONS} iterations × {TABLE_REPEATS} repeats, median; MB/s = 10^6 bytes of input \
          stanza per second; ratio = convert time / reference time"
     );
-    println!("{:<24} | {:>13} | {:>15} | {:>8} | {:>13}", "image", "convert MB/s", "reference MB/s", "ratio", "stanza bytes");
+    println!(
+        "{:<24} | {:>13} | {:>15} | {:>8} | {:>13}",
+        "image", "convert MB/s", "reference MB/s", "ratio", "stanza bytes"
+    );
     println!("{:-<24}-|-{:->13}-|-{:->15}-|-{:->8}-|-{:->13}", "", "", "", "", "");
     for name in existing_images() {
         let case = case(name);

@@ -116,7 +116,10 @@ impl Account {
         match state {
             Seen::Unknown => Verdict::Unchanged,
             Seen::Avatar(hash) => {
-                if self.current.is_some_and(|c| c.names(hash)) || previous == state {
+                // A scheme the gateway reads and writes (vCard, PEP), read for the first time while an avatar is
+                // current, is merely behind (an old avatar, say): it gets the current one written, it does not win.
+                let behind = previous == Seen::Unknown && scheme != Scheme::Legacy && self.current.is_some();
+                if self.current.is_some_and(|c| c.names(hash)) || previous == state || behind {
                     Verdict::Unchanged
                 } else {
                     Verdict::Candidate(hash)
@@ -146,6 +149,12 @@ impl Account {
     /// The scheme that last deliberately removed the avatar, while no new one has been adopted.
     pub fn cleared(&self) -> Option<Scheme> {
         self.cleared
+    }
+
+    /// Forgets what `scheme` was seen to hold after its candidate was refused, so the same hash is judged
+    /// afresh (and fetched again once its negative-cache entry expires).
+    pub fn forget(&mut self, scheme: Scheme) {
+        self.seen[scheme.index()] = Seen::Unknown;
     }
 
     /// Records that the gateway itself wrote `state` into `scheme`, so that reading it back is no news.

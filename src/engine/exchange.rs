@@ -211,7 +211,7 @@ impl Engine {
     /// A fetch failed: remember it (negative cache) so a broken client is not asked again and again.
     fn fail_fetch(&mut self, now: Instant, account: &BareJid, scheme: Scheme, hash: AvatarHash, reason: String) {
         self.cache.mark_failed(hash, reason.clone(), now);
-        self.refuse(account, scheme, format!("fetching {hash} failed: {reason}"));
+        self.reject(account, scheme, format!("fetching {hash} failed: {reason}"));
         self.answer_readers_if_settled(account);
     }
 

@@ -451,6 +451,14 @@ impl Engine {
         self.events.push_back(Event::Refused { account: account.to_string(), scheme, reason });
     }
 
+    /// Refuses a scheme's candidate avatar: nothing changes, and the scheme's state is forgotten so the same
+    /// hash is judged again later (fetched anew once the negative cache lets it).
+    fn reject(&mut self, account: &BareJid, scheme: Scheme, reason: String) {
+        self.account(account).forget(scheme);
+        self.persist(account);
+        self.refuse(account, scheme, reason);
+    }
+
     /// The bytes of `hash`, from the cache or the store, re-validated when they come from disk.
     fn rendition(&mut self, hash: &AvatarHash) -> Option<Rendition> {
         if let Some(r) = self.cache.get(hash) {
@@ -482,7 +490,7 @@ impl Engine {
                     self.adopt(now, account, scheme, r);
                 } else if let Some(reason) = self.cache.failure(&hash, now) {
                     let reason = format!("{hash} failed before ({reason}); not fetched again yet");
-                    self.refuse(account, scheme, reason);
+                    self.reject(account, scheme, reason);
                 } else {
                     self.fetch(now, account, scheme, hash, legacy_from);
                 }
@@ -525,13 +533,13 @@ impl Engine {
         if let Some(claimed) = claimed.filter(|c| *c != hash) {
             let reason = format!("advertised {claimed} but the bytes hash to {hash}");
             self.cache.mark_failed(claimed, reason.clone(), now);
-            return self.refuse(account, scheme, reason);
+            return self.reject(account, scheme, reason);
         }
         match Rendition::from_bytes(bytes, &self.config.limits) {
             Ok(r) => self.adopt(now, account, scheme, r),
             Err(e) => {
                 self.cache.mark_failed(hash, e.to_string(), now);
-                self.refuse(account, scheme, e.to_string());
+                self.reject(account, scheme, e.to_string());
             }
         }
     }

@@ -27,7 +27,7 @@ impl Engine {
             Ok(d) => d,
             Err(e) => {
                 self.cache.mark_failed(original.hash(), e.to_string(), now);
-                return self.refuse(account, scheme, e.to_string());
+                return self.reject(account, scheme, e.to_string());
             }
         };
         let current = Current { original: original.hash(), source: scheme, png: png.hash(), legacy: legacy.hash() };
