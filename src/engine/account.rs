@@ -220,6 +220,17 @@ mod tests {
         let mut a = Account::default();
         a.observe(Scheme::Pep, Seen::Avatar(h(b"a")));
         a.adopt(current(b"a", Scheme::Pep));
+        // First read of the vCard: whatever it holds is lag behind the current avatar, not news.
+        assert_eq!(a.observe(Scheme::Vcard, Seen::Avatar(h(b"old"))), Verdict::Unchanged);
+        // A change after that is the owner's.
         assert_eq!(a.observe(Scheme::Vcard, Seen::Avatar(h(b"b"))), Verdict::Candidate(h(b"b")));
+    }
+
+    #[test]
+    fn a_refused_candidate_is_judged_again_once_forgotten() {
+        let mut a = Account::default();
+        assert_eq!(a.observe(Scheme::Legacy, Seen::Avatar(h(b"a"))), Verdict::Candidate(h(b"a")));
+        a.forget(Scheme::Legacy);
+        assert_eq!(a.observe(Scheme::Legacy, Seen::Avatar(h(b"a"))), Verdict::Candidate(h(b"a")));
     }
 }
