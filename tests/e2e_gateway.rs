@@ -30,16 +30,23 @@ fn file(server: &Prosody, name: &str, bytes: &[u8]) -> String {
     server.write_file(name, bytes).to_str().expect("UTF-8 temp path").to_owned()
 }
 
+/// Alice as a XEP-0008 client (Pandion-style: the hash in presence, the image served over `jabber:iq:avatar` with
+/// `mimetype`, or without it as Vacuum does), and an observer; returns (alice, obs, the image's SHA-1).
+fn legacy_alice(server: &Prosody, seed: u8, mimetype: Option<&str>) -> (Client, Client, String) {
+    let png = avatar_png(seed);
+    let hash = sha1_hex(&png);
+    let mut alice = Client::login(server, "alice");
+    let obs = Client::login(server, "obs");
+    alice.ok(json!({"cmd": "serve_iq_avatar", "file": file(server, "a.png", &png), "mimetype": mimetype}));
+    alice.ok(json!({"cmd": "presence", "x_avatar": hash}));
+    (alice, obs, hash)
+}
+
 #[test]
 fn legacy_client_avatar_reaches_pep_and_vcard_on_a_plain_server() {
     let server = Prosody::start(Mode::PlainVcard, &["alice", "obs"]);
     let gateway = Gateway::start(&server);
-    let png = avatar_png(7);
-    let hash = sha1_hex(&png);
-    let mut alice = Client::login(&server, "alice");
-    let mut obs = Client::login(&server, "obs");
-    alice.ok(json!({"cmd": "serve_iq_avatar", "file": file(&server, "a.png", &png), "mimetype": "image/png"}));
-    alice.ok(json!({"cmd": "presence", "x_avatar": hash}));
+    let (mut alice, mut obs, hash) = legacy_alice(&server, 7, Some("image/png"));
 
     let pep = eventually(
         "PEP avatar",
@@ -61,12 +68,7 @@ fn legacy_client_avatar_reaches_pep_and_vcard_on_a_plain_server() {
 fn legacy_client_avatar_is_published_once_on_a_converting_server() {
     let server = Prosody::start(Mode::VcardLegacy, &["alice", "obs"]);
     let gateway = Gateway::start(&server);
-    let png = avatar_png(8);
-    let hash = sha1_hex(&png);
-    let mut alice = Client::login(&server, "alice");
-    let mut obs = Client::login(&server, "obs");
-    alice.ok(json!({"cmd": "serve_iq_avatar", "file": file(&server, "a.png", &png), "mimetype": null}));
-    alice.ok(json!({"cmd": "presence", "x_avatar": hash}));
+    let (_alice, mut obs, hash) = legacy_alice(&server, 8, None);
 
     let pep = eventually(
         "PEP avatar",
@@ -176,12 +178,7 @@ fn legacy_readers_get_a_small_rendition_of_any_scheme() {
 fn no_avatar_propagates_and_bad_input_keeps_the_previous_avatar() {
     let server = Prosody::start(Mode::PlainVcard, &["alice", "obs"]);
     let gateway = Gateway::start_with(&server, &["limits.max_input_bytes=100000"]);
-    let png = avatar_png(11);
-    let hash = sha1_hex(&png);
-    let mut alice = Client::login(&server, "alice");
-    let mut obs = Client::login(&server, "obs");
-    alice.ok(json!({"cmd": "serve_iq_avatar", "file": file(&server, "a.png", &png), "mimetype": "image/png"}));
-    alice.ok(json!({"cmd": "presence", "x_avatar": hash}));
+    let (mut alice, mut obs, hash) = legacy_alice(&server, 11, Some("image/png"));
     eventually(
         "PEP avatar",
         || obs.ok(json!({"cmd": "get_pep", "jid": "alice@localhost"})),
