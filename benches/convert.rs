@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use avatar_gateway::avatar::AvatarHash;
-use avatar_gateway::image::{ImageLimits, Rendition};
+use avatar_gateway::image::{ImageFormat, ImageLimits, Rendition};
 use avatar_gateway::wire::component::{self, PrivilegedReply};
 use avatar_gateway::wire::stanza::{Iq, IqType, iq};
 use avatar_gateway::wire::vcard::{Photo, VCard};
@@ -93,10 +93,10 @@ fn existing_images() -> impl Iterator<Item = &'static str> {
 /// unwrapped line (what most clients send; wrapped base64 costs the same whitespace filter either way).
 fn case(name: &str) -> Case {
     let bytes = load(name).unwrap_or_else(|| panic!("{name}: not in fixtures/images"));
-    let mime = avatar_gateway::image::ImageFormat::sniff(&bytes).map_or("image/png", |f| f.mime());
+    let mime = ImageFormat::sniff(&bytes).map_or("image/png", |f| f.mime());
     let head = format!(
-        "<iq xmlns='jabber:component:accept' type='result' id='gw-17' from='alice@example.org' to='avatars.example.org'>\
-         <privilege xmlns='urn:xmpp:privilege:2'><forwarded xmlns='urn:xmpp:forward:0'>\
+        "<iq xmlns='jabber:component:accept' type='result' id='gw-17' from='alice@example.org' \
+         to='avatars.example.org'><privilege xmlns='urn:xmpp:privilege:2'><forwarded xmlns='urn:xmpp:forward:0'>\
          <iq xmlns='jabber:client' type='result' id='gw-17-v' from='alice@example.org' to='avatars.example.org'>\
          <vCard xmlns='vcard-temp'><FN>Alice Example</FN><N><FAMILY>Example</FAMILY><GIVEN>Alice</GIVEN></N>\
          <NICKNAME>alice</NICKNAME><EMAIL><INTERNET/><USERID>alice@example.org</USERID></EMAIL>\

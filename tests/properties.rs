@@ -313,7 +313,10 @@ proptest! {
     /// XEP-0008 `<query/>` in both namespaces, empty or with data: reads back as the same store and bytes, with
     /// the rendition's real media type as `mimetype`.
     #[test]
-    fn xep0008_query_round_trips(store in select(vec![Store::IqAvatar, Store::Storage]), r in proptest::option::of(pooled())) {
+    fn xep0008_query_round_trips(
+        store in select(vec![Store::IqAvatar, Store::Storage]),
+        r in proptest::option::of(pooled()),
+    ) {
         let back = Query::parse(&over_the_wire(&xep0008::query(store, r.as_ref())));
         let data = r.map(|r| LegacyData { mimetype: Some(r.mime().to_owned()), bytes: r.bytes().to_vec() });
         prop_assert_eq!(back, Ok(Query { store, data }));
@@ -330,7 +333,8 @@ proptest! {
     /// in order; `with_photo(None)` leaves no avatar.
     #[test]
     fn vcard_photo_round_trips_and_keeps_the_rest(children in vcard_children(), r in pooled()) {
-        let original = VCard::parse(format!("<vCard xmlns='vcard-temp'>{}</vCard>", children.concat()).parse().unwrap()).unwrap();
+        let text = format!("<vCard xmlns='vcard-temp'>{}</vCard>", children.concat());
+        let original = VCard::parse(text.parse().unwrap()).unwrap();
         let with = VCard::parse(over_the_wire(original.with_photo(Some(&r)).element())).unwrap();
         prop_assert_eq!(
             with.photo(),
@@ -347,7 +351,8 @@ proptest! {
     #[test]
     fn xep0084_publish_data_round_trips(png in pooled_png(), access in any_access()) {
         let back = xep0084::parse_publish(&over_the_wire(&xep0084::publish_data(&png, access))).unwrap();
-        let item = Item { id: Some(png.hash().to_string()), publisher: None, payload: Ok(Payload::Data(png.bytes().to_vec())) };
+        let payload = Ok(Payload::Data(png.bytes().to_vec()));
+        let item = Item { id: Some(png.hash().to_string()), publisher: None, payload };
         prop_assert_eq!(back, Some(Publish { node: AvatarNode::DATA, items: vec![item], access_model: access }));
     }
 
@@ -355,7 +360,11 @@ proptest! {
     /// alternate once, in order; `Metadata::parse` of the payload alone agrees. The "no avatar" publish reads back
     /// as `NoAvatar` in an item without id.
     #[test]
-    fn xep0084_publish_metadata_round_trips(png in pooled_png(), alternates in vec(pooled(), 0..5), access in any_access()) {
+    fn xep0084_publish_metadata_round_trips(
+        png in pooled_png(),
+        alternates in vec(pooled(), 0..5),
+        access in any_access(),
+    ) {
         let refs: Vec<&Rendition> = alternates.iter().collect();
         let emitted = over_the_wire(&xep0084::publish_metadata(&png, &refs, access));
         let mut expected = vec![info_of(&png)];
@@ -365,7 +374,8 @@ proptest! {
             }
         }
         let metadata = Metadata::Avatar(expected);
-        let item = Item { id: Some(png.hash().to_string()), publisher: None, payload: Ok(Payload::Metadata(metadata.clone())) };
+        let payload = Ok(Payload::Metadata(metadata.clone()));
+        let item = Item { id: Some(png.hash().to_string()), publisher: None, payload };
         prop_assert_eq!(
             xep0084::parse_publish(&emitted).unwrap(),
             Some(Publish { node: AvatarNode::METADATA, items: vec![item], access_model: access })
@@ -438,7 +448,8 @@ proptest! {
     #[test]
     fn every_rendition_and_every_scheme_keeps_the_hash_rule((format, width, height, encoded) in random_image()) {
         let limits = ImageLimits::default();
-        let r = Rendition::from_bytes(encoded.clone(), &limits).unwrap_or_else(|e| panic!("{format:?} {width}×{height}: {e}"));
+        let r = Rendition::from_bytes(encoded.clone(), &limits)
+            .unwrap_or_else(|e| panic!("{format:?} {width}×{height}: {e}"));
         assert_honest("original", &r);
         prop_assert_eq!(r.bytes(), &encoded[..]);
         prop_assert_eq!((r.format(), r.width(), r.height()), (format, width, height));
@@ -474,101 +485,171 @@ proptest! {
 // ---------------------------------------------------------------------------------------------------------------
 // No input panics a parser
 
-/// Values worth putting in a hole: random text, hash-like text, base64-like text, and the names and values the
-/// parsers look for (so the random trees reach deep code, not just the first check).
-fn hole() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "[\\PC\t\r\n]{0,40}",
-        "[ \t\n]{0,2}[0-9a-fA-Fé ]{38,42}[ \t\n]{0,2}",
-        "[A-Za-z0-9+/= \r\n*é]{0,64}",
-        select(vec![
+/// A 1×1 PNG, its base64 and its SHA-1: the valid values of data and hash holes.
+const PNG_B64: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+const PNG_SHA1: &str = "4a5eb7171b58e08a6881721e3b43d5a44419a2be";
+
+/// The kinds of hole in a template, each marked `§` + a letter, with the values a parser accepts there.
+fn valid_values(kind: char) -> &'static [&'static str] {
+    match kind {
+        // a hash: item ids, info ids, <photo/>, <hash/>
+        'h' => &[
+            PNG_SHA1,
+            "4A5EB7171B58E08A6881721E3B43D5A44419A2BE",
+            "\n 4a5eb7171b58e08a6881721e3b43d5a44419a2be\t",
+            "current",
+            "",
+        ],
+        // base64 image data
+        'b' => &[
+            PNG_B64,
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk\n+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg",
+            "",
+            " ",
+        ],
+        // a namespace or node name
+        'n' => &[
             ns::AVATAR_DATA,
             ns::AVATAR_METADATA,
             ns::AVATAR_DATA_0_12,
+            ns::AVATAR_METADATA_0_12,
+            ns::AVATAR_DATA_0_8,
             ns::AVATAR_METADATA_0_8,
-            ns::PUBSUB,
             ns::VCARD,
             ns::IQ_AVATAR,
             ns::STORAGE_AVATAR,
+            ns::PUBSUB,
+            ns::PRIVILEGE_1,
             ns::PRIVILEGE_2,
-            "urn:xmpp:delegation:2:bare:jabber:iq:avatar",
-            "urn:xmpp:delegation:1::storage:client:avatar",
+            ns::DELEGATION_1,
+            ns::DELEGATION_2,
+            "urn:xmpp:avatar:metadata ",
+        ],
+        // an enumerated attribute value
+        'v' => &[
             "get",
             "set",
             "result",
             "error",
             "both",
-            "iq",
+            "none",
             "roster",
             "presence",
             "message",
+            "iq",
             "outgoing",
             "managed_entity",
             "open",
+            "whitelist",
             "image/png",
-            "a@b.example/r",
-            "A@B@c",
-            "4a5eb7171b58e08a6881721e3b43d5a44419a2be",
-            "4294967296",
+            "IMAGE/PNG",
+            "1",
+            "70",
+            "65535",
             "65536",
+            "4294967296",
             "-1",
-            "",
-        ])
-        .prop_map(str::to_owned),
-    ]
+        ],
+        // the namespace of a XEP-0356 / XEP-0355 wrapper
+        'd' => &[ns::PRIVILEGE_1, ns::PRIVILEGE_2, ns::DELEGATION_1, ns::DELEGATION_2, "urn:xmpp:privilege:3"],
+        // an IQ type
+        'q' => &["get", "set", "result", "error", "fetch"],
+        // a JID
+        'j' => &["alice@example.org", "Alice@Example.ORG/Res", "localhost", "a@b@c", "@x", "x/", ""],
+        // free text
+        _ => &["", " ", "x", " image/png ", "https://example.org/a.png", "urn:xmpp:delegation:2:bare:jabber:iq:avatar"],
+    }
 }
 
-/// Element shapes each parser expects, with holes (`§`) for text and attribute values.
+/// One hole's filling: either a valid value for its kind (so the tree reaches deep code, not just the first
+/// check) or random text shaped like that kind.
+#[derive(Debug, Clone)]
+struct Hole {
+    valid: bool,
+    pick: prop::sample::Index,
+    random: String,
+}
+
+fn hole() -> impl Strategy<Value = Hole> {
+    let random = prop_oneof![
+        "[\\PC\t\r\n]{0,40}",
+        "[ \t\n]{0,2}[0-9a-fA-Fé ]{38,42}[ \t\n]{0,2}",
+        "[A-Za-z0-9+/= \r\n*é]{0,64}",
+    ];
+    (prop::bool::weighted(0.7), any::<prop::sample::Index>(), random).prop_map(|(valid, pick, random)| Hole {
+        valid,
+        pick,
+        random,
+    })
+}
+
+/// Element shapes each parser expects, with typed holes (`§h` hash, `§b` base64, `§n` namespace, `§d` wrapper
+/// namespace, `§v` value, `§q` IQ type, `§j` JID, `§t` text) and element-name holes (`<§e`).
 const TEMPLATES: &[&str] = &[
-    "<metadata xmlns='§'><info id='§' bytes='§' type='§' width='§' height='§' url='§'/>§<info id='§'/><stop/></metadata>",
-    "<metadata xmlns='urn:xmpp:avatar:metadata'>§<pointer>§</pointer></metadata>",
-    "<data xmlns='§'>§</data>",
-    "<event xmlns='http://jabber.org/protocol/pubsub#event'><items node='§'><item id='§' publisher='§'>\
-     <metadata xmlns='§'><info id='§' bytes='§'/></metadata></item><item id='§'><data xmlns='§'>§</data></item>\
-     <retract id='§'/><retract/></items></event>",
-    "<event xmlns='http://jabber.org/protocol/pubsub#event'><§ node='§'/></event>",
-    "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='§'><item id='§'><data xmlns='urn:xmpp:avatar:data'>§</data></item></items></pubsub>",
-    "<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='§'><item id='§'><metadata xmlns='§'/></item></publish>\
-     <publish-options><x xmlns='jabber:x:data'><field var='pubsub#access_model'><value>§</value></field></x></publish-options></pubsub>",
-    "<vCard xmlns='vcard-temp'><FN>§</FN><PHOTO><TYPE>§</TYPE><BINVAL>§</BINVAL><EXTVAL>§</EXTVAL></PHOTO><PHOTO>§</PHOTO></vCard>",
-    "<presence xmlns='jabber:client'><x xmlns='vcard-temp:x:update'><photo>§</photo></x><x xmlns='jabber:x:avatar'><hash>§</hash></x></presence>",
-    "<iq xmlns='jabber:client' type='§' id='§'><query xmlns='§'><data mimetype='§'>§</data></query></iq>",
-    "<message xmlns='jabber:component:accept'><privilege xmlns='§'><perm access='§' type='§'><namespace ns='§' type='§'>\
-     <namespace ns='§' type='§'/></namespace></perm>§</privilege></message>",
-    "<iq xmlns='jabber:component:accept' type='§' id='§' from='§' to='§'><privilege xmlns='urn:xmpp:privilege:2'>\
-     <forwarded xmlns='urn:xmpp:forward:0'><iq xmlns='jabber:client' type='§' id='§' from='§'>§<error type='§'>\
-     <§ xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq></forwarded></privilege></iq>",
-    "<iq xmlns='jabber:component:accept' type='set' id='§' from='§'><delegation xmlns='§'><forwarded xmlns='urn:xmpp:forward:0'>\
-     <iq xmlns='jabber:client' type='§' id='§' from='§' to='§'><query xmlns='§'/></iq></forwarded></delegation></iq>",
-    "<message xmlns='jabber:component:accept'><delegation xmlns='§'><delegated namespace='§'/></delegation></message>",
+    "<metadata xmlns='§n'><info id='§h' bytes='§v' type='§v' width='§v' height='§v' url='§t'/>§t<info id='§h'/>\
+     <stop/></metadata>",
+    "<metadata xmlns='§n'>§t<pointer>§t</pointer><info id='§h' bytes='§v' type='§v'/></metadata>",
+    "<data xmlns='§n'>§b</data>",
+    "<message xmlns='jabber:client'><event xmlns='http://jabber.org/protocol/pubsub#event'><items node='§n'>\
+     <item id='§h' publisher='§j'><metadata xmlns='§n'><info id='§h' bytes='§v'/></metadata></item>\
+     <item id='§h'><data xmlns='§n'>§b</data></item><retract id='§h'/><retract/></items></event></message>",
+    "<event xmlns='http://jabber.org/protocol/pubsub#event'><§e node='§n'/></event>",
+    "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='§n'><item id='§h'><data xmlns='§n'>§b</data>\
+     </item><item/></items></pubsub>",
+    "<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='§n'><item id='§h'><metadata xmlns='§n'>\
+     <info id='§h'/></metadata></item></publish><publish-options><x xmlns='jabber:x:data'>\
+     <field var='pubsub#access_model'><value>§v</value></field></x></publish-options></pubsub>",
+    "<vCard xmlns='vcard-temp'><FN>§t</FN><PHOTO><TYPE>§v</TYPE><BINVAL>§b</BINVAL><EXTVAL>§t</EXTVAL></PHOTO>\
+     <PHOTO>§t</PHOTO></vCard>",
+    "<presence xmlns='jabber:client'><x xmlns='vcard-temp:x:update'><photo>§h</photo></x><x xmlns='jabber:x:avatar'>\
+     <hash>§h</hash></x></presence>",
+    "<iq xmlns='jabber:client' type='§q' id='§t'><query xmlns='§n'><data mimetype='§v'>§b</data></query></iq>",
+    "<message xmlns='jabber:component:accept'><privilege xmlns='§d'><perm access='§v' type='§v'/>\
+     <perm access='iq'><namespace ns='§n' type='§v'><namespace ns='§n' type='§v'/></namespace></perm>§t\
+     </privilege></message>",
+    "<iq xmlns='jabber:component:accept' type='§q' id='§t' from='§j' to='§j'><privilege xmlns='§d'>\
+     <forwarded xmlns='urn:xmpp:forward:0'><iq xmlns='jabber:client' type='§q' id='§t' from='§j'>§t\
+     <vCard xmlns='vcard-temp'/><error type='§v'><§e xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>\
+     </forwarded></privilege></iq>",
+    "<iq xmlns='jabber:component:accept' type='set' id='d1' from='example.org'><delegation xmlns='§d'>\
+     <forwarded xmlns='urn:xmpp:forward:0'><iq xmlns='jabber:client' type='§q' id='§t' from='§j' to='a@example.org'>\
+     <query xmlns='§n'/></iq></forwarded></delegation></iq>",
+    "<message xmlns='jabber:component:accept'><delegation xmlns='§d'><delegated namespace='§n'/></delegation></message>",
 ];
 
-/// Fills the holes of a template: names stay names when the hole is one (a random name would only make the XML
-/// malformed), everything else is escaped text.
-fn fill(template: &str, holes: &[String]) -> String {
+/// Fills the holes of a template in order, each with a valid value of its kind or random text (escaped).
+/// Element-name holes take a name from a list (a random name would only make the XML malformed).
+fn fill(template: &str, holes: &[Hole]) -> String {
     let mut out = String::new();
     for (i, part) in template.split('§').enumerate() {
-        if i > 0 {
-            let value = &holes[(i - 1) % holes.len()];
-            if out.ends_with('<') {
-                // An element-name hole: a stanza error condition or a pubsub event kind.
+        let part = if i == 0 {
+            part
+        } else {
+            let hole = &holes[(i - 1) % holes.len()];
+            let mut chars = part.chars();
+            let kind = chars.next().expect("a hole kind after §");
+            if kind == 'e' {
                 let names = ["items", "purge", "delete", "configuration", "conflict", "item-not-found", "text"];
-                out.push_str(names[value.len() % names.len()]);
+                out.push_str(hole.pick.get::<&str>(&names));
+            } else if hole.valid {
+                out.push_str(&escape(hole.pick.get::<&str>(valid_values(kind))));
             } else {
-                out.push_str(&escape(value));
+                out.push_str(&escape(&hole.random));
             }
-        }
+            chars.as_str()
+        };
         out.push_str(part);
     }
     out
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(512))]
 
     /// Arbitrary text, put where each parser looks, never panics any parser.
     #[test]
-    fn arbitrary_text_in_expected_elements_never_panics(t in 0..TEMPLATES.len(), holes in vec(hole(), 1..24)) {
+    fn arbitrary_text_in_expected_elements_never_panics(t in 0..TEMPLATES.len(), holes in vec(hole(), 1..32)) {
         let text = fill(TEMPLATES[t], &holes);
         let el: Element = text.parse().unwrap_or_else(|e| panic!("template {t} did not parse ({e}): {text}"));
         run_every_parser(&el);
