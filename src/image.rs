@@ -394,7 +394,7 @@ fn encode(image: &DynamicImage, encoding: Encoding) -> Result<Rendition, ImageEr
             let rgba = image.to_rgba8();
             PngEncoder::new_with_quality(
                 &mut out,
-                image::codecs::png::CompressionType::Best,
+                image::codecs::png::CompressionType::Default,
                 image::codecs::png::FilterType::Adaptive,
             )
             .write_image(&rgba, width, height, image::ExtendedColorType::Rgba8)

@@ -274,8 +274,9 @@ impl Engine {
 
     fn handle_message(&mut self, now: Instant, message: &Element) {
         let from = message.attr("from").and_then(|f| Jid::new(f).ok());
-        if let Some(privileges) = Privileges::from_message(message)
-            && let Some(from) = from.as_ref().filter(|j| j.node().is_none())
+        // Only a server (a domain JID) announces grants; check that before reading the announcement.
+        if let Some(from) = from.as_ref().filter(|j| j.node().is_none())
+            && let Some(privileges) = Privileges::from_message(message)
         {
             self.grants.privileges.insert(from.domain().to_string(), privileges);
             return;

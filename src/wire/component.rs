@@ -122,15 +122,24 @@ impl Privileges {
     }
 }
 
-/// Every `<namespace/>` below `el`, however deeply Prosody nested them.
+/// Every `<namespace/>` below `el`, however Prosody nested them (one level per granted namespace), down to a
+/// depth no real announcement reaches, so a hostile tree cannot exhaust the stack.
 fn collect_namespaces(el: &Element, into: &mut BTreeMap<String, Access>) {
-    for child in el.children() {
-        if child.name() == "namespace"
-            && let Some(namespace) = child.attr("ns")
-        {
-            into.insert(namespace.to_owned(), Access::parse(child.attr("type")));
+    const MAX_DEPTH: usize = 64;
+    let mut level: Vec<&Element> = vec![el];
+    for _ in 0..MAX_DEPTH {
+        let children: Vec<&Element> = level.iter().flat_map(|e| e.children()).collect();
+        for child in &children {
+            if child.name() == "namespace"
+                && let Some(namespace) = child.attr("ns")
+            {
+                into.insert(namespace.to_owned(), Access::parse(child.attr("type")));
+            }
         }
-        collect_namespaces(child, into);
+        if children.is_empty() {
+            break;
+        }
+        level = children;
     }
 }
 
