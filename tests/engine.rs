@@ -145,16 +145,7 @@ fn ejabberd_privilege_1_turns_directions_off_and_names_the_missing_rights() {
     // mod_delegation activates a namespace only once the component answers disco#info on both nodes.
     for namespace in [ns::STORAGE_AVATAR, ns::IQ_AVATAR] {
         for node in [format!("urn:xmpp:delegation:1::{namespace}"), format!("urn:xmpp:delegation:1:bare:{namespace}")] {
-            h.recv(&format!(
-                "<iq xmlns='jabber:component:accept' type='get' id='q1' from='localhost' to='avatars.localhost'>
-                   <query xmlns='http://jabber.org/protocol/disco#info' node='{node}'/>
-                 </iq>"
-            ));
-            h.expect_sent(&format!(
-                "<iq xmlns='jabber:component:accept' type='result' id='q1' from='avatars.localhost' to='localhost'>
-                   <query xmlns='http://jabber.org/protocol/disco#info' node='{node}'><feature var='{namespace}'/></query>
-                 </iq>"
-            ));
+            answers_delegation_disco(&mut h, "q1", &node, namespace);
         }
     }
     h.recv(
@@ -215,16 +206,7 @@ fn delegation_disco_info_answers() {
     for (version, sep) in [(1, "::"), (1, ":bare:"), (2, "::"), (2, ":bare:")] {
         for namespace in [ns::STORAGE_AVATAR, ns::IQ_AVATAR] {
             let node = format!("urn:xmpp:delegation:{version}{sep}{namespace}");
-            h.recv(&format!(
-                "<iq xmlns='jabber:component:accept' type='get' id='d{version}' from='localhost' to='avatars.localhost'>
-                   <query xmlns='http://jabber.org/protocol/disco#info' node='{node}'/>
-                 </iq>"
-            ));
-            h.expect_sent(&format!(
-                "<iq xmlns='jabber:component:accept' type='result' id='d{version}' from='avatars.localhost' to='localhost'>
-                   <query xmlns='http://jabber.org/protocol/disco#info' node='{node}'><feature var='{namespace}'/></query>
-                 </iq>"
-            ));
+            answers_delegation_disco(&mut h, &format!("d{version}"), &node, namespace);
         }
     }
     // Prosody asks the component itself (no node) to nest its features into the bare-JID disco.
@@ -1098,4 +1080,18 @@ fn vcard_photo_removed_empties_pep() {
     // Rule 4: the vCard is the owner's; it is not touched.
     assert_eq!(h.server.writes().iter().filter(|l| l.contains("vcard")).count(), 0);
     h.expect_nothing_sent();
+}
+
+/// The server's disco#info query on a delegation node, and the exact answer that activates the delegation.
+fn answers_delegation_disco(h: &mut Harness, id: &str, node: &str, namespace: &str) {
+    h.recv(&format!(
+        "<iq xmlns='jabber:component:accept' type='get' id='{id}' from='localhost' to='avatars.localhost'>
+           <query xmlns='http://jabber.org/protocol/disco#info' node='{node}'/>
+         </iq>"
+    ));
+    h.expect_sent(&format!(
+        "<iq xmlns='jabber:component:accept' type='result' id='{id}' from='avatars.localhost' to='localhost'>
+           <query xmlns='http://jabber.org/protocol/disco#info' node='{node}'><feature var='{namespace}'/></query>
+         </iq>"
+    ));
 }
