@@ -773,11 +773,7 @@ fn pep_metadata_emptied_removes_the_vcard_photo() {
            </event>
          </message>",
     );
-    h.expect_events(vec![Event::Removed { account: ALICE.into(), scheme: Scheme::Pep }]);
-    h.expect_sent_and_serve(&vcard_get("gw6", ALICE));
-    h.expect_sent_and_serve(&vcard_set("gw7", ALICE, ALICE_VCARD_FIELDS));
-    h.expect_events(vec![wrote(ALICE, Scheme::Vcard, None)]);
-    h.expect_nothing_sent();
+    expect_pep_removal_clears_the_vcard(&mut h);
 }
 
 #[test]
@@ -790,11 +786,7 @@ fn pep_metadata_node_deleted_removes_the_vcard_photo() {
            <event xmlns='http://jabber.org/protocol/pubsub#event'><delete node='urn:xmpp:avatar:metadata'/></event>
          </message>",
     );
-    h.expect_events(vec![Event::Removed { account: ALICE.into(), scheme: Scheme::Pep }]);
-    h.expect_sent_and_serve(&vcard_get("gw6", ALICE));
-    h.expect_sent_and_serve(&vcard_set("gw7", ALICE, ALICE_VCARD_FIELDS));
-    h.expect_events(vec![wrote(ALICE, Scheme::Vcard, None)]);
-    h.expect_nothing_sent();
+    expect_pep_removal_clears_the_vcard(&mut h);
 }
 
 // ---- echoes ----------------------------------------------------------------------------------------------------
@@ -1094,4 +1086,14 @@ fn answers_delegation_disco(h: &mut Harness, id: &str, node: &str, namespace: &s
            <query xmlns='http://jabber.org/protocol/disco#info' node='{node}'><feature var='{namespace}'/></query>
          </iq>"
     ));
+}
+
+/// After PEP said "no avatar": the removal event, then the vCard read, rewritten without PHOTO (other fields kept),
+/// and nothing else.
+fn expect_pep_removal_clears_the_vcard(h: &mut Harness) {
+    h.expect_events(vec![Event::Removed { account: ALICE.into(), scheme: Scheme::Pep }]);
+    h.expect_sent_and_serve(&vcard_get("gw6", ALICE));
+    h.expect_sent_and_serve(&vcard_set("gw7", ALICE, ALICE_VCARD_FIELDS));
+    h.expect_events(vec![wrote(ALICE, Scheme::Vcard, None)]);
+    h.expect_nothing_sent();
 }

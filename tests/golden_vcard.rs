@@ -12,7 +12,8 @@ use avatar_gateway::wire::vcard::{self, Photo, Update, VCard, VCardError};
 use avatar_gateway::wire::{ns, xml};
 use xmpp_parsers::minidom::{Element, Node};
 
-use common::{assert_golden, stanza, stanzas_in};
+use common::inline_images::*;
+use common::{assert_covered, assert_golden, covered_stanza};
 
 /// Every file in `fixtures/stanzas/vcard/`, each read by the test of the same name.
 const VCARD_FIXTURES: &[&str] = &[
@@ -42,16 +43,6 @@ const XEP0153_FIXTURES: &[&str] = &[
     "vacuum-both.xml",
 ];
 
-// SHA-1s of the fixture images, from `base64 -d | sha1sum`.
-/// 1×1 PNG.
-const DOT_PNG: &str = "4a5eb7171b58e08a6881721e3b43d5a44419a2be";
-/// 16×16 PNG.
-const GRAD_PNG: &str = "450dcb77b6df573f132a55759bd729ef3e1c8a83";
-/// 8×8 JPEG.
-const RED_JPEG: &str = "b579e7fbe1253f8f56d5a470543c5832a36dbc32";
-/// 1×1 GIF.
-const DOT_GIF: &str = "b23d503735df16bafa3090645be7928a6461f21e";
-
 /// Loads `<dir>/<name>`, refusing names missing from the coverage list so the list stays honest.
 fn load(dir: &str, name: &str) -> common::Fixture {
     let list = match dir {
@@ -59,8 +50,7 @@ fn load(dir: &str, name: &str) -> common::Fixture {
         "xep0153" => XEP0153_FIXTURES,
         _ => panic!("{dir} is not covered by this file"),
     };
-    assert!(list.contains(&name), "{dir}/{name} is missing from the coverage list");
-    stanza(&format!("{dir}/{name}"))
+    covered_stanza(dir, list, name)
 }
 
 /// The `<vCard/>` payload of an IQ fixture, as it arrived (indentation included).
@@ -305,13 +295,6 @@ fn non_ascii_hash() {
 }
 
 // ---- coverage ----
-
-fn assert_covered(dir: &str, list: &[&str]) {
-    let on_disk: Vec<String> = stanzas_in(dir).into_iter().map(|f| f.name).collect();
-    let mut listed: Vec<String> = list.iter().map(|n| format!("{dir}/{n}")).collect();
-    listed.sort();
-    assert_eq!(on_disk, listed, "fixtures/stanzas/{dir}/ and its coverage list differ: add a named test");
-}
 
 #[test]
 fn every_vcard_fixture_is_covered() {

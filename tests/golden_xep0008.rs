@@ -12,7 +12,8 @@ use avatar_gateway::wire::ns;
 use avatar_gateway::wire::xep0008::{self, LegacyData, Query, Store, XAvatar, Xep0008Error};
 use xmpp_parsers::minidom::Element;
 
-use common::{assert_golden, stanza, stanzas_in};
+use common::inline_images::*;
+use common::{assert_covered, assert_golden, covered_stanza, stanza};
 
 /// Every file in `fixtures/stanzas/xep0008/`, each read by the test of the same name.
 const XEP0008_FIXTURES: &[&str] = &[
@@ -27,20 +28,9 @@ const XEP0008_FIXTURES: &[&str] = &[
     "x-avatar-hash.xml",
 ];
 
-// SHA-1s of the fixture images, from `base64 -d | sha1sum`.
-/// 1×1 PNG.
-const DOT_PNG: &str = "4a5eb7171b58e08a6881721e3b43d5a44419a2be";
-/// 16×16 PNG.
-const GRAD_PNG: &str = "450dcb77b6df573f132a55759bd729ef3e1c8a83";
-/// 8×8 JPEG.
-const RED_JPEG: &str = "b579e7fbe1253f8f56d5a470543c5832a36dbc32";
-/// 1×1 GIF.
-const DOT_GIF: &str = "b23d503735df16bafa3090645be7928a6461f21e";
-
 /// Loads `xep0008/<name>`, refusing names missing from the coverage list so the list stays honest.
 fn load(name: &str) -> Element {
-    assert!(XEP0008_FIXTURES.contains(&name), "xep0008/{name} is missing from the coverage list");
-    stanza(&format!("xep0008/{name}")).element
+    covered_stanza("xep0008", XEP0008_FIXTURES, name).element
 }
 
 /// The `<query/>` of an IQ fixture, parsed.
@@ -145,8 +135,5 @@ fn vacuum_presence_with_both_schemes() {
 
 #[test]
 fn every_xep0008_fixture_is_covered() {
-    let on_disk: Vec<String> = stanzas_in("xep0008").into_iter().map(|f| f.name).collect();
-    let mut listed: Vec<String> = XEP0008_FIXTURES.iter().map(|n| format!("xep0008/{n}")).collect();
-    listed.sort();
-    assert_eq!(on_disk, listed, "fixtures/stanzas/xep0008/ and its coverage list differ: add a named test");
+    assert_covered("xep0008", XEP0008_FIXTURES);
 }

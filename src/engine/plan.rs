@@ -22,7 +22,15 @@ impl Engine {
     /// and write the schemes that lack it.
     pub(super) fn adopt(&mut self, now: Instant, account: &BareJid, scheme: Scheme, original: Rendition) {
         let limits = self.config.limits.clone();
-        let derived = original.to_png(&limits).and_then(|png| Ok((png, original.to_legacy(&limits)?)));
+        // The same image met before (another account, a reconnect): reuse its renditions rather than transcode again.
+        let known = self.cache.derived_from(&original.hash()).and_then(|d| {
+            let png = self.rendition(&d.png)?.as_png()?;
+            Some((png, self.rendition(&d.legacy)?))
+        });
+        let derived = match known {
+            Some(pair) => Ok(pair),
+            None => original.to_png(&limits).and_then(|png| Ok((png, original.to_legacy(&limits)?))),
+        };
         let (png, legacy) = match derived {
             Ok(d) => d,
             Err(e) => {

@@ -50,6 +50,33 @@ pub fn stanzas_in(dir: &str) -> Vec<Fixture> {
     names.into_iter().map(|n| stanza(&format!("{dir}/{n}"))).collect()
 }
 
+/// A fixture from a directory's coverage list: a name missing from `covered` fails the test, so the list that
+/// [`assert_covered`] checks against the disk stays honest.
+pub fn covered_stanza(dir: &str, covered: &[&str], name: &str) -> Fixture {
+    assert!(covered.contains(&name), "{dir}/{name} is missing from the coverage list");
+    stanza(&format!("{dir}/{name}"))
+}
+
+/// Fails unless `fixtures/stanzas/<dir>/` holds exactly the files in `covered`, each read by a named test.
+pub fn assert_covered(dir: &str, covered: &[&str]) {
+    let on_disk: Vec<String> = stanzas_in(dir).into_iter().map(|f| f.name).collect();
+    let mut listed: Vec<String> = covered.iter().map(|n| format!("{dir}/{n}")).collect();
+    listed.sort();
+    assert_eq!(on_disk, listed, "fixtures/stanzas/{dir}/ and its coverage list differ: add a named test");
+}
+
+/// SHA-1s of the small images inlined as base64 in the vCard and XEP-0008 fixtures (`base64 -d | sha1sum`).
+pub mod inline_images {
+    /// 1×1 PNG.
+    pub const DOT_PNG: &str = "4a5eb7171b58e08a6881721e3b43d5a44419a2be";
+    /// 16×16 PNG.
+    pub const GRAD_PNG: &str = "450dcb77b6df573f132a55759bd729ef3e1c8a83";
+    /// 8×8 JPEG.
+    pub const RED_JPEG: &str = "b579e7fbe1253f8f56d5a470543c5832a36dbc32";
+    /// 1×1 GIF.
+    pub const DOT_GIF: &str = "b23d503735df16bafa3090645be7928a6461f21e";
+}
+
 /// Parses XML written by hand for a test, dropping whitespace-only text between elements so the expectation can be
 /// indented for reading while the comparison stays exact.
 pub fn xml(text: &str) -> Element {
