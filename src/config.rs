@@ -203,6 +203,7 @@ impl Config {
                 iq_timeout: Duration::from_secs(raw.gateway.iq_timeout_secs),
                 report_delay: Duration::from_secs(raw.gateway.report_delay_secs),
                 pep_access_model: raw.gateway.pep_access_model,
+                dry_run: false,
                 server_converts: raw.gateway.server_converts,
             },
             store: raw.gateway.store,

@@ -99,7 +99,7 @@ impl Engine {
         }
     }
 
-    fn privileged_result(&mut self, now: Instant, exchange: Exchange, payload: Option<Element>) {
+    pub(super) fn privileged_result(&mut self, now: Instant, exchange: Exchange, payload: Option<Element>) {
         match exchange {
             Exchange::PepPoll { account } => {
                 let state = match payload.as_ref().map(xep0084::parse_items) {
@@ -212,6 +212,7 @@ impl Engine {
     fn fail_fetch(&mut self, now: Instant, account: &BareJid, scheme: Scheme, hash: AvatarHash, reason: String) {
         self.cache.mark_failed(hash, reason.clone(), now);
         self.reject(account, scheme, format!("fetching {hash} failed: {reason}"));
+        self.release_waiters(now, hash, Err(reason));
         self.answer_readers_if_settled(account);
     }
 
@@ -219,6 +220,7 @@ impl Engine {
         let state = hash.map_or(Seen::NoAvatar, Seen::Avatar);
         self.account(account).wrote(scheme, state);
         self.persist(account);
+        self.sweep_wrote(account, scheme, hash);
         self.events.push_back(Event::Wrote { account: account.to_string(), scheme, hash });
         // The wish may have changed while this write was in flight.
         self.plan_writes(now, account);

@@ -13,6 +13,7 @@ pub mod account;
 mod exchange;
 pub mod grants;
 mod plan;
+mod sweep;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -32,6 +33,8 @@ use crate::wire::{ns, vcard, xep0008, xep0084};
 use account::{Account, Scheme, Seen, Verdict};
 use exchange::{Exchange, Pending, Reader};
 use grants::{DirectionStatus, Grants};
+use sweep::SweepLog;
+pub use sweep::SweepOutcome;
 
 /// Whether the server converts vCard ↔ XEP-0084 by itself (XEP-0398; Prosody's mod_vcard_legacy, ejabberd's
 /// mod_avatar). When it does, the gateway leaves that pair alone, or each side would re-trigger the other.
@@ -63,6 +66,8 @@ pub struct EngineConfig {
     pub pep_access_model: Option<AccessModel>,
     /// Server-side conversion.
     pub server_converts: ServerConverts,
+    /// Send no writes: each privileged set is taken as done, so events and reports show what would be written.
+    pub dry_run: bool,
 }
 
 /// Something worth telling the operator (the shell logs these; tests count them).
@@ -136,6 +141,13 @@ pub enum Event {
         /// What was skipped.
         what: String,
     },
+    /// A swept account has nothing outstanding any more ([`Engine::sweep`]).
+    Swept {
+        /// Account.
+        account: String,
+        /// How it ended.
+        outcome: SweepOutcome,
+    },
 }
 
 /// The gateway's core state machine.
@@ -151,6 +163,11 @@ pub struct Engine {
     events: VecDeque<Event>,
     next_id: u64,
     report_at: Option<Instant>,
+    /// Accounts waiting on another account's fetch of the same hash (and the scheme they saw it in).
+    fetch_waiters: HashMap<AvatarHash, Vec<(BareJid, Scheme)>>,
+    sweeps: HashMap<BareJid, SweepLog>,
+    /// Dry run: ids of sets taken as done at the end of the current input.
+    dry_done: VecDeque<String>,
 }
 
 impl Engine {
@@ -169,6 +186,9 @@ impl Engine {
             events: VecDeque::new(),
             next_id: 0,
             report_at: None,
+            fetch_waiters: HashMap::new(),
+            sweeps: HashMap::new(),
+            dry_done: VecDeque::new(),
         }
     }
 
@@ -189,11 +209,18 @@ impl Engine {
                 Exchange::PepData { account, hash } => (account, Scheme::Pep, hash),
                 _ => continue,
             };
-            if self.account(&account).seen(scheme) == Seen::Avatar(hash) {
-                self.account(&account).observe(scheme, Seen::Unknown);
-                self.persist(&account);
+            let waiters = self.fetch_waiters.remove(&hash).unwrap_or_default();
+            for (account, scheme) in std::iter::once((account, scheme)).chain(waiters) {
+                if self.account(&account).seen(scheme) == Seen::Avatar(hash) {
+                    self.account(&account).observe(scheme, Seen::Unknown);
+                    self.persist(&account);
+                }
             }
         }
+        self.fetch_waiters.clear();
+        self.dry_done.clear();
+        // Cut short: the caller sweeps them again on the next connection.
+        self.sweeps.clear();
         self.readers.clear();
         self.report_at = None;
     }
@@ -206,6 +233,7 @@ impl Engine {
             "message" => self.handle_message(now, &stanza),
             _ => {}
         }
+        self.after_input(now);
     }
 
     /// Time passed: expire exchanges and readers whose deadline is reached, report capabilities when due.
@@ -237,6 +265,17 @@ impl Engine {
                 self.answer_reader(&account, reader, None);
             }
         }
+        self.after_input(now);
+    }
+
+    /// Work that waits for the end of an input: dry-run sets taken as done, then sweeps that have settled.
+    fn after_input(&mut self, now: Instant) {
+        while let Some(id) = self.dry_done.pop_front() {
+            if let Some(p) = self.pending.remove(&id) {
+                self.privileged_result(now, p.exchange, None);
+            }
+        }
+        self.settle_sweeps();
     }
 
     /// The next stanza to send.
@@ -408,9 +447,13 @@ impl Engine {
             return false;
         }
         let id = self.id();
-        let inner = iq(ns::CLIENT, kind, &id, None, None, Some(payload));
-        let component = self.config.component.clone();
-        self.outbox.push_back(component::privileged_iq(&id, &component, account.as_str(), inner));
+        if self.config.dry_run && kind == IqType::Set {
+            self.dry_done.push_back(id.clone());
+        } else {
+            let inner = iq(ns::CLIENT, kind, &id, None, None, Some(payload));
+            let component = self.config.component.clone();
+            self.outbox.push_back(component::privileged_iq(&id, &component, account.as_str(), inner));
+        }
         let asked = account.to_string();
         self.pending.insert(id, Pending { deadline: now + self.config.iq_timeout, exchange, asked });
         true
@@ -449,6 +492,7 @@ impl Engine {
     }
 
     fn refuse(&mut self, account: &BareJid, scheme: Scheme, reason: String) {
+        self.sweep_refused(account, scheme, &reason);
         self.events.push_back(Event::Refused { account: account.to_string(), scheme, reason });
     }
 
@@ -502,7 +546,7 @@ impl Engine {
     /// Asks the scheme for the bytes of `hash` (once per hash at a time: concurrent askers share the fetch).
     fn fetch(&mut self, now: Instant, account: &BareJid, scheme: Scheme, hash: AvatarHash, legacy_from: Option<&Jid>) {
         if self.is_pending(|e| e.fetches(&hash)) {
-            return;
+            return self.fetch_waiters.entry(hash).or_default().push((account.clone(), scheme));
         }
         match (scheme, legacy_from) {
             (Scheme::Legacy, Some(full)) => {
@@ -534,13 +578,31 @@ impl Engine {
         if let Some(claimed) = claimed.filter(|c| *c != hash) {
             let reason = format!("advertised {claimed} but the bytes hash to {hash}");
             self.cache.mark_failed(claimed, reason.clone(), now);
-            return self.reject(account, scheme, reason);
+            self.reject(account, scheme, reason.clone());
+            return self.release_waiters(now, claimed, Err(reason));
         }
         match Rendition::from_bytes(bytes, &self.config.limits) {
-            Ok(r) => self.adopt(now, account, scheme, r),
+            Ok(r) => {
+                self.adopt(now, account, scheme, r.clone());
+                self.release_waiters(now, hash, Ok(r));
+            }
             Err(e) => {
                 self.cache.mark_failed(hash, e.to_string(), now);
                 self.reject(account, scheme, e.to_string());
+                self.release_waiters(now, hash, Err(e.to_string()));
+            }
+        }
+    }
+
+    /// A shared fetch ended: accounts that still see that hash adopt its bytes, or are refused with its reason.
+    fn release_waiters(&mut self, now: Instant, hash: AvatarHash, result: Result<Rendition, String>) {
+        for (account, scheme) in self.fetch_waiters.remove(&hash).unwrap_or_default() {
+            if self.account(&account).seen(scheme) != Seen::Avatar(hash) {
+                continue;
+            }
+            match &result {
+                Ok(r) => self.adopt(now, &account, scheme, r.clone()),
+                Err(reason) => self.reject(&account, scheme, format!("fetching {hash} failed: {reason}")),
             }
         }
     }

@@ -108,6 +108,7 @@ impl Engine {
             (None, None) => return,
         };
         let wanted = png.as_ref().map_or(Seen::NoAvatar, |p| Seen::Avatar(p.hash()));
+        let converts = converts && !self.sweep_overrides(account, source);
         for &target in Self::targets(source, converts) {
             let held = seen[target as usize];
             // Clearing a scheme that holds nothing (or that we have not read) is not needed.
@@ -172,7 +173,7 @@ impl Engine {
         self.privileged(now, account, ns::VCARD, IqType::Set, updated.into_element(), exchange);
     }
 
-    fn poll_pep(&mut self, now: Instant, account: &BareJid) {
+    pub(super) fn poll_pep(&mut self, now: Instant, account: &BareJid) {
         if self.is_pending(|e| matches!(e, Exchange::PepPoll { account: a } if a == account)) {
             return;
         }
@@ -180,7 +181,7 @@ impl Engine {
         self.privileged(now, account, ns::PUBSUB, IqType::Get, request, Exchange::PepPoll { account: account.clone() });
     }
 
-    fn read_vcard(&mut self, now: Instant, account: &BareJid) {
+    pub(super) fn read_vcard(&mut self, now: Instant, account: &BareJid) {
         if self.is_pending(|e| matches!(e, Exchange::VcardRead { account: a } if a == account)) {
             return;
         }

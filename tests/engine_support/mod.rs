@@ -2,6 +2,7 @@
 //! stanzas in with [`Harness::recv`], stanzas out compared exactly with [`Harness::expect_sent`], a simulated clock
 //! moved by [`Harness::advance`], and [`Harness::drive_bounded`] to let the [`FakeServer`] answer every privileged
 //! IQ until the engine is idle, failing when it never gets there (ping-pong between schemes).
+#![allow(dead_code, unused_imports)] // shared by the engine test crates; each uses its own subset
 
 pub mod fake_server;
 
@@ -46,6 +47,7 @@ pub fn config(server_converts: ServerConverts) -> EngineConfig {
         report_delay: REPORT_DELAY,
         pep_access_model: None,
         server_converts,
+        dry_run: false,
     }
 }
 
@@ -64,7 +66,12 @@ pub struct Harness {
 impl Harness {
     /// A fresh engine, not connected yet.
     pub fn new(server_converts: ServerConverts, server: FakeServer) -> Self {
-        let engine = Engine::new(config(server_converts), Box::new(MemoryStore::new(64 << 20)));
+        Self::with_config(config(server_converts), server)
+    }
+
+    /// A fresh engine with its own configuration, not connected yet.
+    pub fn with_config(config: EngineConfig, server: FakeServer) -> Self {
+        let engine = Engine::new(config, Box::new(MemoryStore::new(64 << 20)));
         Self { engine, now: Instant::now(), events: VecDeque::new(), server }
     }
 
@@ -109,6 +116,13 @@ impl Harness {
     /// Feeds one parsed stanza to the engine.
     pub fn recv_element(&mut self, stanza: Element) {
         self.engine.handle_stanza(self.now, stanza);
+        self.collect_events();
+    }
+
+    /// Starts a sweep of `account` (`migrate live`).
+    pub fn sweep(&mut self, account: &str) {
+        let jid = account.parse().expect("a bare JID");
+        self.engine.sweep(self.now, &jid);
         self.collect_events();
     }
 
