@@ -215,6 +215,56 @@ impl Reader<'_> {
     }
 }
 
+/// A dry run's store: reads fall through to `base`, writes stay in memory, so a dry run sees the real state and
+/// leaves it untouched.
+pub struct DryRunStore {
+    base: Box<dyn Store>,
+    overlay: MemoryStore,
+}
+
+impl DryRunStore {
+    /// Over `base`, whose contents are never changed.
+    pub fn new(base: Box<dyn Store>, blob_budget_bytes: u64) -> Self {
+        Self { base, overlay: MemoryStore::new(blob_budget_bytes) }
+    }
+}
+
+impl Store for DryRunStore {
+    fn load_account(&self, account: &str) -> Result<Option<StoredAccount>, StoreError> {
+        match self.overlay.load_account(account)? {
+            Some(state) => Ok(Some(state)),
+            None => self.base.load_account(account),
+        }
+    }
+
+    fn save_account(&mut self, account: &str, state: &StoredAccount) -> Result<(), StoreError> {
+        self.overlay.save_account(account, state)
+    }
+
+    fn load_blob(&self, hash: &AvatarHash) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.overlay.load_blob(hash)? {
+            Some(bytes) => Ok(Some(bytes)),
+            None => self.base.load_blob(hash),
+        }
+    }
+
+    fn save_blob(&mut self, hash: &AvatarHash, bytes: &[u8], pinned: bool) -> Result<(), StoreError> {
+        self.overlay.save_blob(hash, bytes, pinned)
+    }
+
+    fn unpin_blob(&mut self, hash: &AvatarHash) -> Result<(), StoreError> {
+        self.overlay.unpin_blob(hash)
+    }
+
+    fn accounts(&self) -> Result<Vec<String>, StoreError> {
+        let mut all = self.base.accounts()?;
+        all.extend(self.overlay.accounts()?);
+        all.sort();
+        all.dedup();
+        Ok(all)
+    }
+}
+
 /// An in-memory [`Store`] for tests and `--store=memory`: same semantics as [`RedbStore`], budget included.
 #[derive(Debug, Default)]
 pub struct MemoryStore {

@@ -207,3 +207,25 @@ fn a_sweep_cut_by_a_disconnection_reports_nothing() {
     h.expect_no_events();
     h.expect_nothing_sent();
 }
+
+#[test]
+fn without_the_rights_a_sweep_is_refused_naming_them() {
+    // Not connected to a server that granted anything: nothing is sent, and the outcome says which rights lack.
+    let mut h = Harness::new(ServerConverts::No, FakeServer::plain());
+    h.sweep(ALICE);
+    h.expect_nothing_sent();
+    let not_granted = |what: &str| Event::NotGranted { account: ALICE.into(), what: what.into() };
+    h.expect_events(vec![
+        not_granted("get http://jabber.org/protocol/pubsub"),
+        not_granted("get vcard-temp"),
+        swept(
+            ALICE,
+            SweepOutcome::Refused {
+                reasons: vec![
+                    "not granted: get http://jabber.org/protocol/pubsub".into(),
+                    "not granted: get vcard-temp".into(),
+                ],
+            },
+        ),
+    ]);
+}

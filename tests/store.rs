@@ -7,7 +7,7 @@ use std::path::Path;
 
 use avatar_gateway::avatar::AvatarHash;
 use avatar_gateway::engine::account::{Current, Scheme, Seen};
-use avatar_gateway::store::{MemoryStore, RedbStore, SCHEMA_VERSION, Store, StoreError, StoredAccount};
+use avatar_gateway::store::{DryRunStore, MemoryStore, RedbStore, SCHEMA_VERSION, Store, StoreError, StoredAccount};
 use redb::{Database, TableDefinition};
 
 /// Small enough that three 40-byte blobs overflow it.
@@ -246,4 +246,39 @@ fn committed_writes_survive_an_abort() {
     let store = RedbStore::open(&path, BUDGET).unwrap();
     assert_eq!(store.load_account("a@example.org").unwrap().and_then(|a| a.storage), Some(h));
     assert_eq!(store.load_blob(&h).unwrap(), Some(bytes));
+}
+
+#[test]
+fn a_dry_run_reads_the_real_store_and_never_writes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let before = StoredAccount { seen: [Seen::NoAvatar, Seen::Unknown, Seen::Unknown], current: None, storage: None };
+    let pinned = blob(1, 40);
+    {
+        let mut store = RedbStore::open(&path, BUDGET).unwrap();
+        store.save_account("a@example.org", &before).unwrap();
+        store.save_blob(&pinned.0, &pinned.1, true).unwrap();
+    }
+    let after = StoredAccount { seen: [Seen::Avatar(hash(2)), Seen::Unknown, Seen::Unknown], ..before.clone() };
+    let new_blob = blob(2, 40);
+    {
+        let base = Box::new(RedbStore::open(&path, BUDGET).unwrap());
+        let mut dry = DryRunStore::new(base, BUDGET);
+        assert_eq!(dry.load_account("a@example.org").unwrap(), Some(before.clone()));
+        assert_eq!(dry.load_blob(&pinned.0).unwrap(), Some(pinned.1.clone()));
+        dry.save_account("a@example.org", &after).unwrap();
+        dry.save_account("b@example.org", &after).unwrap();
+        dry.save_blob(&new_blob.0, &new_blob.1, false).unwrap();
+        dry.unpin_blob(&pinned.0).unwrap();
+        // The dry run sees its own writes…
+        assert_eq!(dry.load_account("a@example.org").unwrap(), Some(after.clone()));
+        assert_eq!(dry.accounts().unwrap(), ["a@example.org", "b@example.org"]);
+        assert!(held(&dry, &new_blob.0));
+    }
+    // …and the store on disk has none of them.
+    let store = RedbStore::open(&path, BUDGET).unwrap();
+    assert_eq!(store.accounts().unwrap(), ["a@example.org"]);
+    assert_eq!(store.load_account("a@example.org").unwrap(), Some(before));
+    assert!(!held(&store, &new_blob.0));
+    assert_eq!(store.load_blob(&pinned.0).unwrap(), Some(pinned.1));
 }

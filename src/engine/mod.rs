@@ -443,6 +443,7 @@ impl Engine {
     ) -> bool {
         if !self.grants.allows_iq(account.domain().as_str(), namespace, kind) {
             let what = format!("{} {namespace}", kind.as_str());
+            self.sweep_refused(account, || format!("not granted: {what}"));
             self.events.push_back(Event::NotGranted { account: account.to_string(), what });
             return false;
         }
@@ -492,7 +493,7 @@ impl Engine {
     }
 
     fn refuse(&mut self, account: &BareJid, scheme: Scheme, reason: String) {
-        self.sweep_refused(account, scheme, &reason);
+        self.sweep_refused(account, || format!("{}: {reason}", scheme.name()));
         self.events.push_back(Event::Refused { account: account.to_string(), scheme, reason });
     }
 

@@ -66,9 +66,10 @@ impl Engine {
         }
     }
 
-    pub(super) fn sweep_refused(&mut self, account: &BareJid, scheme: Scheme, reason: &str) {
+    /// Notes why a swept account could not be converted (a refusal, or a right the server did not grant).
+    pub(super) fn sweep_refused(&mut self, account: &BareJid, why: impl FnOnce() -> String) {
         if let Some(log) = self.sweeps.get_mut(account) {
-            log.refused.push(format!("{}: {reason}", scheme.name()));
+            log.refused.push(why());
         }
     }
 
