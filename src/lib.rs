@@ -11,5 +11,6 @@ pub mod config;
 pub mod engine;
 pub mod image;
 pub mod link;
+pub mod migrate;
 pub mod store;
 pub mod wire;

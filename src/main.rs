@@ -1,11 +1,16 @@
 //! `avatar-gateway`: the command line. Errors are reported with context here (anyhow), typed everywhere else.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use avatar_gateway::config::Config;
 use avatar_gateway::engine::Engine;
-use avatar_gateway::store::{MemoryStore, RedbStore, Store};
+use avatar_gateway::image::ImageLimits;
+use avatar_gateway::migrate::live::{self, SweepPace};
+use avatar_gateway::migrate::xep0227;
+use avatar_gateway::store::{DryRunStore, MemoryStore, RedbStore, Store};
+use avatar_gateway::wire::xep0084::AccessModel;
 use clap::{Parser, Subcommand};
 
 /// Keeps every account's avatar consistent across XEP-0008, vCard-temp and XEP-0084, as an external component
@@ -17,6 +22,23 @@ struct Cli {
     command: Command,
 }
 
+/// The gateway's configuration, as `run` and `migrate live` read it.
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// TOML config file (see avatar-gateway.example.toml).
+    #[arg(short, long, env = "AVATAR_GATEWAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Override a config key, e.g. --set server.address=127.0.0.1:5347 (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> anyhow::Result<Config> {
+        Config::load(self.config.as_deref(), std::env::vars(), &self.overrides).context("invalid configuration")
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Connect to the server and bridge avatars until interrupted (Ctrl-C / SIGTERM).
@@ -24,12 +46,79 @@ enum Command {
     /// Every config key can also be given as AVATAR_GATEWAY_<SECTION>_<KEY> in the environment or with
     /// --set section.key=value; the command line wins over the environment, which wins over the file.
     Run {
-        /// TOML config file (see avatar-gateway.example.toml).
-        #[arg(short, long, env = "AVATAR_GATEWAY_CONFIG")]
-        config: Option<PathBuf>,
-        /// Override a config key, e.g. --set server.address=127.0.0.1:5347 (repeatable).
-        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
-        overrides: Vec<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Give dormant accounts their XEP-0084 avatar: servers convert vCard avatars only when an account logs in.
+    Migrate {
+        #[command(subcommand)]
+        command: MigrateCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MigrateCommand {
+    /// Add XEP-0084 avatar nodes to a XEP-0227 export, offline.
+    ///
+    /// For each account with a vCard PHOTO or XEP-0008 (storage:client:avatar) data but no usable XEP-0084 avatar,
+    /// adds the avatar PEP nodes (configuration and items) as the server's importer reads them; everything else is
+    /// copied byte for byte. Accepts one file (XInclude'd files are followed and written next to OUT), or a
+    /// directory such as prosody-migrator's one file per user (OUT is then a directory with the same names).
+    /// Accounts already having an avatar (or "no avatar") in XEP-0084 are skipped; bad images are refused and the
+    /// account copied unchanged. Prints a summary; --report writes every account's outcome as JSON.
+    Xep0227 {
+        /// The export: a XEP-0227 file, or a directory of them.
+        #[arg(value_name = "IN")]
+        input: PathBuf,
+        /// Where the new export goes; must not exist (nothing is ever overwritten).
+        #[arg(value_name = "OUT", required_unless_present = "dry_run")]
+        output: Option<PathBuf>,
+        /// Read and report only; write no export.
+        #[arg(long)]
+        dry_run: bool,
+        /// Write the per-account report (JSON) to this file.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// Access model of the avatar nodes created (nodes already configured keep theirs). The default, open,
+        /// keeps the exposure the avatar already had: a vCard could be read by anyone.
+        #[arg(long, value_name = "MODEL", default_value = "open", value_parser = access_model)]
+        access_model: AccessModel,
+    },
+    /// Sweep accounts on a running server over the component link, and publish what is missing.
+    ///
+    /// For each account: privileged reads of its vCard and XEP-0084 nodes, then the writes the gateway would make
+    /// (vCard PHOTO → XEP-0084 even on a server that converts, since servers convert only when a vCard is set or
+    /// its owner logs in; XEP-0084 → vCard on one that does not). Uses the same config as `run`, store included:
+    /// stop `avatar-gateway run` first (one connection per component). Each finished account is appended to the
+    /// checkpoint; a rerun with the same checkpoint skips them, so Ctrl-C or a crash loses nothing.
+    Live {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The accounts, one per line ("-": stdin), e.g. the output of `prosodyctl shell user list example.org`
+        /// or `ejabberdctl registered_users example.org` (with --domain).
+        #[arg(long, value_name = "FILE", required_unless_present = "known")]
+        accounts: Option<PathBuf>,
+        /// Every account the gateway's store knows (met before by `avatar-gateway run`).
+        #[arg(long, conflicts_with = "accounts")]
+        known: bool,
+        /// Domain for lines that hold a bare localpart (ejabberdctl's format).
+        #[arg(long, value_name = "DOMAIN")]
+        domain: Option<String>,
+        /// Finished accounts, one JSON record per line; created if missing, appended to.
+        #[arg(long, value_name = "FILE", default_value = "migrate-live.checkpoint")]
+        checkpoint: PathBuf,
+        /// Write the JSON report of every account in the checkpoint to this file at the end.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// Read and report only: no write to the server, the store or the checkpoint.
+        #[arg(long)]
+        dry_run: bool,
+        /// Accounts started per second at most.
+        #[arg(long, value_name = "N", default_value_t = 10.0)]
+        rate: f64,
+        /// Accounts in flight at once at most.
+        #[arg(long, value_name = "N", default_value_t = 8)]
+        concurrency: usize,
     },
 }
 
@@ -42,13 +131,119 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Run { config, overrides } => run(config, &overrides),
+        Command::Run { config } => run(&config),
+        Command::Migrate {
+            command:
+                MigrateCommand::Live { config, accounts, known, domain, checkpoint, report, dry_run, rate, concurrency },
+        } => {
+            let source = if known { AccountSource::Known } else { AccountSource::File(accounts.unwrap_or_default()) };
+            let pace = SweepPace {
+                interval: Duration::from_secs_f64(1.0 / rate.max(0.001)),
+                concurrency,
+                settle_after_connect: Duration::ZERO,
+            };
+            migrate_live(&config, source, domain.as_deref(), checkpoint, report, dry_run, pace)
+        }
+        Command::Migrate { command: MigrateCommand::Xep0227 { input, output, dry_run, report, access_model } } => {
+            migrate_xep0227(input, output.filter(|_| !dry_run), report, access_model)
+        }
     }
 }
 
-fn run(file: Option<PathBuf>, overrides: &[String]) -> anyhow::Result<()> {
-    let config = Config::load(file.as_deref(), std::env::vars(), overrides).context("invalid configuration")?;
-    let store: Box<dyn Store> = match &config.store {
+fn access_model(value: &str) -> Result<AccessModel, String> {
+    AccessModel::parse(value).ok_or_else(|| "expected open, presence, roster or whitelist".to_owned())
+}
+
+fn migrate_xep0227(
+    input: PathBuf,
+    output: Option<PathBuf>,
+    report: Option<PathBuf>,
+    access_model: AccessModel,
+) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    let options = xep0227::Options {
+        input,
+        output,
+        report,
+        access_model,
+        limits: ImageLimits::default(),
+        progress: std::io::stdout().is_terminal(),
+    };
+    let summary = xep0227::run(&options).context("migration stopped")?;
+    print!("{summary}");
+    match &options.output {
+        None => println!("dry run: no export written"),
+        Some(out) => println!("new export: {}", out.display()),
+    }
+    if let Some(report) = &options.report {
+        println!("report: {}", report.display());
+    }
+    Ok(())
+}
+
+enum AccountSource {
+    File(PathBuf),
+    Known,
+}
+
+fn migrate_live(
+    args: &ConfigArgs,
+    source: AccountSource,
+    domain: Option<&str>,
+    checkpoint: PathBuf,
+    report: Option<PathBuf>,
+    dry_run: bool,
+    mut pace: SweepPace,
+) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    let mut config = args.load()?;
+    config.engine.dry_run = dry_run;
+    // The server announces its grants right after the handshake: start once the capability report is out.
+    pace.settle_after_connect = config.engine.report_delay + Duration::from_millis(100);
+    let mut store = open_store(&config)?;
+    let accounts = match source {
+        AccountSource::Known => {
+            let known = store.accounts().context("listing the store's accounts")?;
+            live::accounts::read(known.join("\n").as_bytes(), None)
+        }
+        AccountSource::File(path) if path.as_os_str() == "-" => live::accounts::read(std::io::stdin().lock(), domain),
+        AccountSource::File(path) => {
+            let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+            live::accounts::read(std::io::BufReader::new(file), domain)
+        }
+    }
+    .context("reading the accounts")?;
+    for (line, text) in &accounts.ignored {
+        tracing::warn!("accounts line {line} names no account, ignored: {text:?}");
+    }
+    if dry_run {
+        println!("dry run: reads only; nothing is written to the server, the store or the checkpoint");
+        store = Box::new(DryRunStore::new(store, config.blob_budget_bytes));
+    }
+    let engine = Engine::new(config.engine.clone(), store);
+    let options = live::run::LiveOptions {
+        accounts: accounts.accounts,
+        checkpoint,
+        report,
+        dry_run,
+        pace,
+        progress: std::io::stdout().is_terminal(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    let done =
+        runtime.block_on(live::run::run(config.link, engine, options, shutdown_signal())).context("sweep stopped")?;
+    if done.resumed > 0 {
+        println!("{} already done (checkpoint)", done.resumed);
+    }
+    print!("{}", done.summary);
+    if done.remaining > 0 {
+        println!("interrupted: {} accounts left; run again with the same --checkpoint to resume", done.remaining);
+    }
+    Ok(())
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Box<dyn Store>> {
+    Ok(match &config.store {
         Some(path) => Box::new(
             RedbStore::open(path, config.blob_budget_bytes)
                 .with_context(|| format!("opening the store {}", path.display()))?,
@@ -59,7 +254,12 @@ fn run(file: Option<PathBuf>, overrides: &[String]) -> anyhow::Result<()> {
             );
             Box::new(MemoryStore::new(config.blob_budget_bytes))
         }
-    };
+    })
+}
+
+fn run(args: &ConfigArgs) -> anyhow::Result<()> {
+    let config = args.load()?;
+    let store = open_store(&config)?;
     let engine = Engine::new(config.engine.clone(), store);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(avatar_gateway::link::run(config.link, engine, shutdown_signal()));

@@ -75,7 +75,9 @@ impl Engine {
 
     /// Ends the sweeps of accounts with nothing outstanding, and lets their state go (it is in the store).
     pub(super) fn settle_sweeps(&mut self) {
-        let settled: Vec<BareJid> = self.sweeps.keys().filter(|a| !self.busy(a)).cloned().collect();
+        let mut settled: Vec<BareJid> = self.sweeps.keys().filter(|a| !self.busy(a)).cloned().collect();
+        // Outcomes in a stable order, whatever the map's.
+        settled.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         for account in settled {
             let Some(log) = self.sweeps.remove(&account) else { continue };
             let current = self.accounts.get(&account).and_then(|a| a.current().copied());

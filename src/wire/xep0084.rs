@@ -426,15 +426,30 @@ pub fn parse_publish(pubsub: &Element) -> Result<Option<Publish>, Xep0084Error> 
     Ok(Some(Publish { node, items: items_in(publish), access_model }))
 }
 
-/// Publishes `png` to the data node (§3.1): item id = its SHA-1, base64 on one line.
+/// Publishes `png` to the data node (§3.1): the [`data_item`].
 pub fn publish_data(png: &PngRendition, access: Option<AccessModel>) -> Element {
-    let data = element("data", ns::AVATAR_DATA).append(b64::encode(png.bytes())).build();
-    publish(AvatarNode::DATA, Some(png.hash()), data, access)
+    publish(AvatarNode::DATA, data_item(png), access)
 }
 
-/// Publishes the metadata (§3.2): item id = SHA-1 of the PNG (§3.1 "MUST"), its `<info/>` first, then the
-/// alternates (same image, other encodings, §4.2.1), each once.
+/// Publishes the metadata (§3.2): the [`metadata_item`].
 pub fn publish_metadata(png: &PngRendition, alternates: &[&Rendition], access: Option<AccessModel>) -> Element {
+    publish(AvatarNode::METADATA, metadata_item(png, alternates), access)
+}
+
+/// Disables the avatar (§3.5): an empty `<metadata/>` in an item without id.
+pub fn publish_no_avatar(access: Option<AccessModel>) -> Element {
+    publish(AvatarNode::METADATA, item(None, element("metadata", ns::AVATAR_METADATA).build()), access)
+}
+
+/// The data node's item (§3.1): item id = the PNG's SHA-1, base64 on one line. The live engine publishes it and
+/// the XEP-0227 migration writes it into exports, so both produce the same bytes.
+pub fn data_item(png: &PngRendition) -> Element {
+    item(Some(png.hash()), element("data", ns::AVATAR_DATA).append(b64::encode(png.bytes())).build())
+}
+
+/// The metadata node's item (§3.2): item id = SHA-1 of the PNG (§3.1 "MUST"), its `<info/>` first, then the
+/// alternates (same image, other encodings, §4.2.1), each once.
+pub fn metadata_item(png: &PngRendition, alternates: &[&Rendition]) -> Element {
     let mut seen = vec![png.hash()];
     let mut metadata = element("metadata", ns::AVATAR_METADATA).append(info(png));
     for alternate in alternates {
@@ -444,12 +459,7 @@ pub fn publish_metadata(png: &PngRendition, alternates: &[&Rendition], access: O
             metadata = metadata.append(info(alternate));
         }
     }
-    publish(AvatarNode::METADATA, Some(png.hash()), metadata.build(), access)
-}
-
-/// Disables the avatar (§3.5): an empty `<metadata/>` in an item without id.
-pub fn publish_no_avatar(access: Option<AccessModel>) -> Element {
-    publish(AvatarNode::METADATA, None, element("metadata", ns::AVATAR_METADATA).build(), access)
+    item(Some(png.hash()), metadata.build())
 }
 
 fn info(r: &Rendition) -> Element {
@@ -464,8 +474,11 @@ fn info(r: &Rendition) -> Element {
         .build()
 }
 
-fn publish(node: AvatarNode, id: Option<AvatarHash>, payload: Element, access: Option<AccessModel>) -> Element {
-    let item = element("item", ns::PUBSUB).with_attr_opt("id", id.map(|h| h.to_string())).append(payload).build();
+fn item(id: Option<AvatarHash>, payload: Element) -> Element {
+    element("item", ns::PUBSUB).with_attr_opt("id", id.map(|h| h.to_string())).append(payload).build()
+}
+
+fn publish(node: AvatarNode, item: Element, access: Option<AccessModel>) -> Element {
     let publish = element("publish", ns::PUBSUB).with_attr("node", node.name()).append(item).build();
     let mut pubsub = element("pubsub", ns::PUBSUB).append(publish);
     if let Some(access) = access {
@@ -503,11 +516,16 @@ pub fn request_items(node: AvatarNode, id: Option<&AvatarHash>) -> Element {
 /// Reconfigures a node (XEP-0060 §8.2.4, in the separate pubsub#owner namespace): how the gateway recovers from
 /// a publish-options `precondition-not-met` and raises `max_items`.
 pub fn configure(node: AvatarNode, access: AccessModel, max_items: Option<u32>) -> Element {
+    element("pubsub", ns::PUBSUB_OWNER).append(node_config(node, access, max_items)).build()
+}
+
+/// The `<configure node=…>` element with its node_config form: inside [`configure`], and what a XEP-0227 export
+/// holds per PEP node (XEP-0227 v1.1).
+pub fn node_config(node: AvatarNode, access: AccessModel, max_items: Option<u32>) -> Element {
     let mut fields = vec![("pubsub#access_model", access.as_str().to_owned())];
     fields.extend(max_items.map(|max| ("pubsub#max_items", max.to_string())));
     let form = submit_form(ns::PUBSUB_NODE_CONFIG, &fields);
-    let configure = element("configure", ns::PUBSUB_OWNER).with_attr("node", node.name()).append(form).build();
-    element("pubsub", ns::PUBSUB_OWNER).append(configure).build()
+    element("configure", ns::PUBSUB_OWNER).with_attr("node", node.name()).append(form).build()
 }
 
 #[cfg(test)]

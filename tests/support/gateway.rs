@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::prosody::Prosody;
 
 /// The gateway binary: Cargo names it for integration tests; examples find it beside their own directory.
-fn binary() -> PathBuf {
+pub fn binary() -> PathBuf {
     match option_env!("CARGO_BIN_EXE_avatar-gateway") {
         Some(path) => PathBuf::from(path),
         None => {

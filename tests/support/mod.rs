@@ -16,6 +16,7 @@
 pub mod client;
 pub mod gateway;
 pub mod images;
+pub mod migrator;
 pub mod process;
 pub mod prosody;
 pub mod prosody_config;

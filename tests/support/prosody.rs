@@ -104,6 +104,53 @@ impl Prosody {
         unreachable!("the loop returns or panics on its last attempt")
     }
 
+    /// Starts a server on a copy of the Prosody data dir `data` (say, one written by prosody-migrator's import),
+    /// registering nobody: the accounts, passwords, rosters, vCards and PEP nodes are the ones in `data`. `users`
+    /// only fill the mod_groups file (every listed user a mutual contact of every other, as with [`Prosody::start`]).
+    pub fn start_on_data(mode: Mode, users: &[&str], data: &Path) -> Prosody {
+        ensure_installed();
+        let dir = tempfile::Builder::new().prefix("prosody-e2e-").tempdir().expect("creating a temp dir for Prosody");
+        fs::create_dir(dir.path().join("certs")).expect("creating Prosody's certs dir");
+        copy_dir(data, &dir.path().join("data"));
+        fs::write(dir.path().join("groups.txt"), groups_file(users)).expect("writing the mod_groups file");
+        let secret = format!("secret-{}", dir.path().file_name().and_then(|n| n.to_str()).unwrap_or("x"));
+        let config = dir.path().join("prosody.cfg.lua");
+        // The port race of Prosody::start, without its registrations.
+        for attempt in 1..=3 {
+            let c2s_port = free_port();
+            let component_port =
+                std::iter::repeat_with(free_port).find(|&p| p != c2s_port).expect("an endless iterator");
+            let params = ConfigParams { dir: dir.path(), c2s_port, component_port, secret: &secret, mode };
+            fs::write(&config, render(&params)).expect("writing the Prosody config");
+            let mut child = spawn(&config, dir.path());
+            match wait_ready(&mut child, dir.path(), [c2s_port, component_port]) {
+                Ok(()) => {
+                    let users = users.iter().map(|u| u.to_string()).collect();
+                    return Prosody { child, dir, config, c2s_port, component_port, mode, secret, users };
+                }
+                Err(PortTaken) => {
+                    stop(&mut child, STOP_TIMEOUT);
+                    assert!(attempt < 3, "Prosody could not bind free ports 3 times:\n{}", log_tail(dir.path(), 30));
+                    let log = dir.path().join("prosody.log");
+                    fs::rename(&log, log.with_extension(format!("log.attempt{attempt}")))
+                        .expect("setting aside the log of a failed start");
+                }
+            }
+        }
+        unreachable!("the loop returns or panics on its last attempt")
+    }
+
+    /// Stops the server now (SIGTERM by PID, then SIGKILL), keeping its dir and data until drop: what an operator
+    /// does before exporting a data dir. Stopping twice is harmless.
+    pub fn stop(&mut self) {
+        stop(&mut self.child, STOP_TIMEOUT);
+    }
+
+    /// The server's `data_path` (internal storage: `localhost/accounts/alice.dat`, …).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// Registers an account with `prosodyctl` (works while the server runs; not added to the shared group).
     pub fn register(&self, user: &str, password: &str) {
         register(&self.config, user, password);
@@ -159,6 +206,29 @@ impl Prosody {
     /// The server's PID (the child itself: `prosody` execs Lua, it does not fork).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Stops the server by its PID and starts it again on the same ports, config and data dir (accounts, rosters,
+    /// vCards and PEP survive), as an operator's restart does; returns once it accepts connections again. The
+    /// previous run's log stays beside the new one as `prosody.log.pid<old PID>`.
+    pub fn restart(&mut self) {
+        let old_pid = self.child.id();
+        stop(&mut self.child, STOP_TIMEOUT);
+        // wait_ready looks for the "Activated service" lines: they must come from the new run.
+        let log = self.log_path();
+        fs::rename(&log, log.with_extension(format!("log.pid{old_pid}"))).expect("setting aside the previous log");
+        let mut child = spawn(&self.config, self.dir.path());
+        let ports = [self.c2s_port, self.component_port];
+        if wait_ready(&mut child, self.dir.path(), ports).is_err() {
+            stop(&mut child, STOP_TIMEOUT);
+            panic!("Prosody could not bind its ports {ports:?} again:\n{}", log_tail(self.dir.path(), 30));
+        }
+        self.child = child;
+    }
+
+    /// The Lua config file (for `prosodyctl --config`).
+    pub fn config_path(&self) -> &Path {
+        &self.config
     }
 
     /// The last `lines` lines of the log, for panic messages.
@@ -250,6 +320,20 @@ fn log_tail(dir: &Path, lines: usize) -> String {
     let text = fs::read_to_string(dir.join("prosody.log")).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Copies a directory tree (a Prosody data dir: plain dirs and files).
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap_or_else(|e| panic!("creating {}: {e}", to.display()));
+    for entry in fs::read_dir(from).unwrap_or_else(|e| panic!("listing {}: {e}", from.display())) {
+        let path = entry.expect("reading a directory entry").path();
+        let target = to.join(path.file_name().expect("a directory entry has a name"));
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            fs::copy(&path, &target).unwrap_or_else(|e| panic!("copying {}: {e}", path.display()));
+        }
+    }
 }
 
 fn free_port() -> u16 {

@@ -2,7 +2,11 @@
 //!
 //! Framing and the handshake come from tokio-xmpp's `xmlstream` layer (stanzas as plain minidom elements, so the
 //! engine sees exactly what the server sent). What this shell adds: reconnect with exponential backoff, a
-//! keepalive ping on silence, the engine's timers, and logging of the engine's events.
+//! keepalive ping on silence, the engine's timers, logging of the engine's events, and a filter under the parser
+//! that drops stray text between stanzas ([`stray_text`]: a server bug that would otherwise cost a reconnect).
+
+pub mod filtered_io;
+pub mod stray_text;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -20,6 +24,7 @@ use xmpp_parsers::minidom::Element;
 use crate::engine::{Engine, Event};
 use crate::wire::stanza::{IqType, iq};
 use crate::wire::{ns, xml};
+use filtered_io::StrayTextGuard;
 
 /// How to reach the server.
 #[derive(Debug, Clone)]
@@ -60,21 +65,75 @@ pub enum LinkError {
     Lost(String),
 }
 
-type Stream = XmlStream<BufStream<TcpStream>, Element>;
+type Stream = XmlStream<BufStream<StrayTextGuard<TcpStream>>, Element>;
+
+/// What the link drives: the gateway's engine, or a migration sweep around it. Same sans-IO contract as
+/// [`Engine`]: inputs with `now`, then every output drained.
+pub trait Driven {
+    /// The stream is up.
+    fn handle_connected(&mut self, now: std::time::Instant);
+    /// The stream went away.
+    fn handle_disconnected(&mut self, now: std::time::Instant);
+    /// One stanza from the server.
+    fn handle_stanza(&mut self, now: std::time::Instant, stanza: Element);
+    /// A deadline from [`Driven::poll_timeout`] passed.
+    fn handle_timeout(&mut self, now: std::time::Instant);
+    /// The next stanza to send.
+    fn poll_transmit(&mut self) -> Option<Element>;
+    /// When [`Driven::handle_timeout`] must next be called.
+    fn poll_timeout(&self) -> Option<std::time::Instant>;
+    /// Hands what happened to the operator (logs, reports), after every input.
+    fn drain(&mut self);
+    /// Whether the work is finished: the link then closes the stream and returns.
+    fn is_done(&self) -> bool {
+        false
+    }
+}
+
+impl Driven for Engine {
+    fn handle_connected(&mut self, now: std::time::Instant) {
+        Engine::handle_connected(self, now);
+    }
+    fn handle_disconnected(&mut self, now: std::time::Instant) {
+        Engine::handle_disconnected(self, now);
+    }
+    fn handle_stanza(&mut self, now: std::time::Instant, stanza: Element) {
+        Engine::handle_stanza(self, now, stanza);
+    }
+    fn handle_timeout(&mut self, now: std::time::Instant) {
+        Engine::handle_timeout(self, now);
+    }
+    fn poll_transmit(&mut self) -> Option<Element> {
+        Engine::poll_transmit(self)
+    }
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        Engine::poll_timeout(self)
+    }
+    fn drain(&mut self) {
+        while let Some(event) = self.poll_event() {
+            log_event(&event);
+        }
+    }
+}
 
 /// Runs the gateway until `shutdown` resolves, reconnecting whenever the server goes away.
 pub async fn run(config: LinkConfig, mut engine: Engine, shutdown: impl Future<Output = ()>) {
+    drive(&config, &mut engine, shutdown).await;
+}
+
+/// Drives `driven` until it is done or `shutdown` resolves, reconnecting whenever the server goes away.
+pub async fn drive(config: &LinkConfig, driven: &mut impl Driven, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(500);
     loop {
-        match connect(&config).await {
+        match connect(config).await {
             Ok(stream) => {
                 info!(component = %config.component, address = %config.address, "connected");
                 backoff = Duration::from_millis(500);
-                engine.handle_connected(now());
-                let ended = session(&config, &mut engine, stream, shutdown.as_mut()).await;
-                engine.handle_disconnected(now());
-                drain_events(&mut engine);
+                driven.handle_connected(now());
+                let ended = session(config, driven, stream, shutdown.as_mut()).await;
+                driven.handle_disconnected(now());
+                driven.drain();
                 match ended {
                     Ok(()) => return info!("shut down"),
                     Err(e) => warn!("{e}; reconnecting"),
@@ -98,7 +157,9 @@ async fn connect(config: &LinkConfig) -> Result<Stream, LinkError> {
     tcp.set_nodelay(true).map_err(io)?;
     let header = StreamHeader { to: Some(Cow::Borrowed(&config.component)), from: None, id: None };
     let timeouts = Timeouts { read_timeout: config.keepalive, response_timeout: config.keepalive };
-    let pending = xmlstream::initiate_stream(BufStream::new(tcp), ns::COMPONENT, header, timeouts).await.map_err(io)?;
+    let pending = xmlstream::initiate_stream(BufStream::new(StrayTextGuard::new(tcp)), ns::COMPONENT, header, timeouts)
+        .await
+        .map_err(io)?;
     let stream_id = pending.header().id.map(Cow::into_owned).ok_or_else(|| LinkError::Handshake {
         component: config.component.clone(),
         detail: "the stream header has no id".into(),
@@ -115,24 +176,28 @@ async fn connect(config: &LinkConfig) -> Result<Stream, LinkError> {
 /// One connected session: returns `Ok` on shutdown, `Err` when the stream is lost.
 async fn session(
     config: &LinkConfig,
-    engine: &mut Engine,
+    driven: &mut impl Driven,
     mut stream: Stream,
     mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> Result<(), LinkError> {
     let server = config.component.split_once('.').map_or(config.component.as_str(), |(_, d)| d).to_owned();
     let mut pings = 0u64;
     loop {
-        while let Some(stanza) = engine.poll_transmit() {
+        while let Some(stanza) = driven.poll_transmit() {
             debug!(out = %xml::to_string(&stanza));
             stream.send(&stanza).await.map_err(|e| LinkError::Lost(e.to_string()))?;
         }
-        drain_events(engine);
-        let timer = engine.poll_timeout().map(Instant::from_std);
+        driven.drain();
+        if driven.is_done() {
+            let _ = stream.shutdown().await;
+            return Ok(());
+        }
+        let timer = driven.poll_timeout().map(Instant::from_std);
         tokio::select! {
             item = stream.next() => match item {
                 Some(Ok(stanza)) => {
                     debug!(r#in = %xml::to_string(&stanza));
-                    engine.handle_stanza(now(), stanza);
+                    driven.handle_stanza(now(), stanza);
                 }
                 // Silence: make the server say something before the hard timeout (XEP-0199 ping; its reply is an
                 // unsolicited result the engine drops).
@@ -147,7 +212,7 @@ async fn session(
                 Some(Err(ReadError::StreamFooterReceived)) | None => return Err(LinkError::Lost("the server closed the stream".into())),
                 Some(Err(ReadError::HardError(e))) => return Err(LinkError::Lost(e.to_string())),
             },
-            () = sleep_until(timer) => engine.handle_timeout(now()),
+            () = sleep_until(timer) => driven.handle_timeout(now()),
             () = shutdown.as_mut() => {
                 let _ = stream.shutdown().await;
                 return Ok(());
@@ -168,24 +233,22 @@ fn now() -> std::time::Instant {
 }
 
 /// Logs what the engine reports; the capability report is the operator's start-up checklist.
-fn drain_events(engine: &mut Engine) {
-    while let Some(event) = engine.poll_event() {
-        match event {
-            Event::Capabilities { host, directions } => {
-                for status in directions {
-                    if status.missing.is_empty() {
-                        info!(%host, "ON  {}", status.direction.describe());
-                    } else {
-                        for right in &status.missing {
-                            warn!(%host, "OFF {}: missing {right}. Grant it with: {}", status.direction.describe(), right.how_to_grant());
-                        }
+pub fn log_event(event: &Event) {
+    match event {
+        Event::Capabilities { host, directions } => {
+            for status in directions {
+                if status.missing.is_empty() {
+                    info!(%host, "ON  {}", status.direction.describe());
+                } else {
+                    for right in &status.missing {
+                        warn!(%host, "OFF {}: missing {right}. Grant it with: {}", status.direction.describe(), right.how_to_grant());
                     }
                 }
             }
-            Event::Refused { account, scheme, reason } => warn!(%account, scheme = scheme.name(), "refused: {reason}"),
-            Event::StoreFailed(e) => error!("store: {e}"),
-            Event::NotGranted { account, what } => warn!(%account, "not granted: {what}"),
-            other => info!("{other:?}"),
         }
+        Event::Refused { account, scheme, reason } => warn!(%account, scheme = scheme.name(), "refused: {reason}"),
+        Event::StoreFailed(e) => error!("store: {e}"),
+        Event::NotGranted { account, what } => warn!(%account, "not granted: {what}"),
+        other => info!("{other:?}"),
     }
 }
