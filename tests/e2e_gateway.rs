@@ -3,28 +3,14 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::client::Client;
+use support::eventually;
 use support::gateway::Gateway;
 use support::images::{avatar_png, sha1_hex};
 use support::prosody::{Mode, Prosody};
-
-/// Polls `probe` until `done` holds or 15 s pass; returns the last value seen.
-fn eventually(what: &str, mut probe: impl FnMut() -> Value, done: impl Fn(&Value) -> bool) -> Value {
-    let start = Instant::now();
-    loop {
-        let v = probe();
-        if done(&v) {
-            return v;
-        }
-        if start.elapsed() > Duration::from_secs(15) {
-            panic!("{what}: still {v} after 15 s");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 fn file(server: &Prosody, name: &str, bytes: &[u8]) -> String {
     server.write_file(name, bytes).to_str().expect("UTF-8 temp path").to_owned()

@@ -9,27 +9,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use avatar_gateway::link::stray_text::StrayTextFilter;
-use serde_json::{Value, json};
+use serde_json::json;
 use support::client::Client;
 use support::gateway::Gateway;
 use support::images::{avatar_png, sha1_hex};
 use support::prosody::{COMPONENT, DOMAIN, Mode, Prosody};
-
-/// How long anything here may take.
-const PATIENCE: Duration = Duration::from_secs(15);
-
-/// Polls `probe` until `done` holds; returns the last value seen.
-fn eventually(what: &str, mut probe: impl FnMut() -> Value, done: impl Fn(&Value) -> bool) -> Value {
-    let start = Instant::now();
-    loop {
-        let v = probe();
-        if done(&v) {
-            return v;
-        }
-        assert!(start.elapsed() < PATIENCE, "{what}: still {v} after {PATIENCE:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use support::{PATIENCE, eventually};
 
 /// Logs `user` in as a XEP-0008 client serving avatar `seed` and announces its hash; returns the client (which must
 /// stay connected to answer the gateway's fetch) and the hash.

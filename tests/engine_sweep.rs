@@ -4,8 +4,10 @@
 mod common;
 mod engine_support;
 
+use avatar_gateway::avatar::AvatarHash;
 use avatar_gateway::engine::account::Scheme;
 use avatar_gateway::engine::{Event, ServerConverts, SweepOutcome};
+use avatar_gateway::image::PngRendition;
 use avatar_gateway::wire::{ns, xml};
 
 use engine_support::*;
@@ -29,26 +31,38 @@ fn put_pep(h: &mut Harness, account: &str, img: &Image) {
     h.server.put_item(account, ns::AVATAR_METADATA, &img.hash.to_string(), &metadata_of(&img.png()));
 }
 
-#[test]
-fn an_old_vcard_is_published_to_pep_without_any_presence() {
-    let mut h = Harness::prosody(ServerConverts::No, FakeServer::plain());
-    let img = Image::fixture("avatar-96x96-alpha.png");
-    let png = img.png();
-    h.server.set_vcard(ALICE, &vcard_with(&img));
-
+/// Sweeps Alice: the engine reads her metadata node and her vCard at once (ids gw1, gw2), and the server answers.
+fn sweep_reads(h: &mut Harness) {
     h.sweep(ALICE);
     h.expect_sent_and_serve(&pep_poll("gw1", ALICE));
     h.expect_sent_and_serve(&vcard_get("gw2", ALICE));
+}
+
+/// Alice's old vCard (a PNG) swept: read, then published to PEP (ids gw1–gw4). Returns the harness and the PNG.
+fn sweep_old_vcard(converts: ServerConverts, server: FakeServer) -> (Harness, PngRendition) {
+    let mut h = Harness::prosody(converts, server);
+    let img = Image::fixture("avatar-96x96-alpha.png");
+    let png = img.png();
+    h.server.set_vcard(ALICE, &vcard_with(&img));
+    sweep_reads(&mut h);
     h.expect_sent_and_serve(&publish_data("gw3", ALICE, &png));
     h.expect_sent_and_serve(&publish_metadata("gw4", ALICE, &png));
+    (h, png)
+}
+
+fn converted_from_vcard(png: &PngRendition) -> SweepOutcome {
+    SweepOutcome::Converted { source: Scheme::Vcard, hash: Some(png.hash()), wrote: vec![Scheme::Pep] }
+}
+
+#[test]
+fn an_old_vcard_is_published_to_pep_without_any_presence() {
+    let (mut h, png) = sweep_old_vcard(ServerConverts::No, FakeServer::plain());
+    let original = AvatarHash::of(&Image::fixture("avatar-96x96-alpha.png").bytes);
     h.expect_events(vec![
-        Event::Fetched { account: ALICE.into(), scheme: Scheme::Vcard, hash: img.hash },
-        Event::Adopted { account: ALICE.into(), scheme: Scheme::Vcard, hash: img.hash },
+        Event::Fetched { account: ALICE.into(), scheme: Scheme::Vcard, hash: original },
+        Event::Adopted { account: ALICE.into(), scheme: Scheme::Vcard, hash: original },
         Event::Wrote { account: ALICE.into(), scheme: Scheme::Pep, hash: Some(png.hash()) },
-        swept(
-            ALICE,
-            SweepOutcome::Converted { source: Scheme::Vcard, hash: Some(png.hash()), wrote: vec![Scheme::Pep] },
-        ),
+        swept(ALICE, converted_from_vcard(&png)),
     ]);
     h.expect_nothing_sent();
 }
@@ -57,25 +71,9 @@ fn an_old_vcard_is_published_to_pep_without_any_presence() {
 fn a_converting_server_gets_pep_from_a_vcard_it_never_converted() {
     // mod_vcard_legacy / mod_avatar convert when a vCard is set or its owner logs in: a dormant account's old vCard
     // stays without PEP until the sweep publishes it. The server's own PEP → vCard conversion then settles quietly.
-    let mut h = Harness::prosody(ServerConverts::Yes, FakeServer::converting());
-    let img = Image::fixture("avatar-96x96-alpha.png");
-    let png = img.png();
-    h.server.set_vcard(ALICE, &vcard_with(&img));
-
-    h.sweep(ALICE);
-    h.expect_sent_and_serve(&pep_poll("gw1", ALICE));
-    h.expect_sent_and_serve(&vcard_get("gw2", ALICE));
-    h.expect_sent_and_serve(&publish_data("gw3", ALICE, &png));
-    h.expect_sent_and_serve(&publish_metadata("gw4", ALICE, &png));
+    let (mut h, png) = sweep_old_vcard(ServerConverts::Yes, FakeServer::converting());
     assert!(h.drive_bounded(10).is_empty());
-    let events = h.take_events();
-    assert_eq!(
-        events.last(),
-        Some(&swept(
-            ALICE,
-            SweepOutcome::Converted { source: Scheme::Vcard, hash: Some(png.hash()), wrote: vec![Scheme::Pep] }
-        ))
-    );
+    assert_eq!(h.take_events().last(), Some(&swept(ALICE, converted_from_vcard(&png))));
     assert_eq!(h.server.item_ids(ALICE, ns::AVATAR_METADATA), vec![png.hash().to_string()]);
     assert_eq!(h.server.writes().len(), 2);
     h.expect_nothing_sent();
@@ -88,9 +86,7 @@ fn an_account_holding_its_avatar_everywhere_is_skipped() {
     h.server.set_vcard(ALICE, &vcard_with(&img));
     put_pep(&mut h, ALICE, &img);
 
-    h.sweep(ALICE);
-    h.expect_sent_and_serve(&pep_poll("gw1", ALICE));
-    h.expect_sent_and_serve(&vcard_get("gw2", ALICE));
+    sweep_reads(&mut h);
     h.expect_sent_and_serve(&pep_data_get("gw3", ALICE, &img.hash));
     let events = h.take_events();
     assert_eq!(events.last(), Some(&swept(ALICE, SweepOutcome::Skipped { has_avatar: true })));
@@ -101,9 +97,7 @@ fn an_account_holding_its_avatar_everywhere_is_skipped() {
 #[test]
 fn an_account_without_any_avatar_is_skipped() {
     let mut h = Harness::prosody(ServerConverts::No, FakeServer::plain());
-    h.sweep(ALICE);
-    h.expect_sent_and_serve(&pep_poll("gw1", ALICE));
-    h.expect_sent_and_serve(&vcard_get("gw2", ALICE));
+    sweep_reads(&mut h);
     h.expect_events(vec![swept(ALICE, SweepOutcome::Skipped { has_avatar: false })]);
     h.expect_nothing_sent();
 }
@@ -114,9 +108,7 @@ fn a_broken_photo_is_refused_and_nothing_is_written() {
     let junk = Image::from_bytes(b"not an image at all".to_vec());
     h.server.set_vcard(ALICE, &vcard_with(&junk));
 
-    h.sweep(ALICE);
-    h.expect_sent_and_serve(&pep_poll("gw1", ALICE));
-    h.expect_sent_and_serve(&vcard_get("gw2", ALICE));
+    sweep_reads(&mut h);
     let events = h.take_events();
     match events.last() {
         Some(Event::Swept { account, outcome: SweepOutcome::Refused { reasons } }) => {
@@ -141,18 +133,10 @@ fn dry_run_reads_but_sends_no_write_and_reports_what_it_would_write() {
     let png = img.png();
     h.server.set_vcard(ALICE, &vcard_with(&img));
 
-    h.sweep(ALICE);
-    h.expect_sent_and_serve(&pep_poll("gw1", ALICE));
-    h.expect_sent_and_serve(&vcard_get("gw2", ALICE));
+    sweep_reads(&mut h);
     h.expect_nothing_sent();
     let events = h.take_events();
-    assert_eq!(
-        events.last(),
-        Some(&swept(
-            ALICE,
-            SweepOutcome::Converted { source: Scheme::Vcard, hash: Some(png.hash()), wrote: vec![Scheme::Pep] }
-        ))
-    );
+    assert_eq!(events.last(), Some(&swept(ALICE, converted_from_vcard(&png))));
     assert!(h.server.writes().is_empty());
     assert!(h.server.item_ids(ALICE, ns::AVATAR_DATA).is_empty());
 }

@@ -20,3 +20,22 @@ pub mod migrator;
 pub mod process;
 pub mod prosody;
 pub mod prosody_config;
+
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// How long an e2e expectation may take to come true.
+pub const PATIENCE: Duration = Duration::from_secs(15);
+
+/// Polls `probe` until `done` holds or [`PATIENCE`] runs out; returns the last value seen.
+pub fn eventually(what: &str, mut probe: impl FnMut() -> Value, done: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let v = probe();
+        if done(&v) {
+            return v;
+        }
+        assert!(start.elapsed() < PATIENCE, "{what}: still {v} after {PATIENCE:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -54,21 +54,45 @@ pub struct Prosody {
     users: Vec<String>,
 }
 
+/// A fresh temp dir for one server: certs dir and the mod_groups file (every listed user a contact of the others).
+fn server_dir(users: &[&str]) -> tempfile::TempDir {
+    ensure_installed();
+    let dir = tempfile::Builder::new().prefix("prosody-e2e-").tempdir().expect("creating a temp dir for Prosody");
+    fs::create_dir(dir.path().join("certs")).expect("creating Prosody's certs dir");
+    fs::write(dir.path().join("groups.txt"), groups_file(users)).expect("writing the mod_groups file");
+    dir
+}
+
 impl Prosody {
     /// Starts a server whose `users` (registered with [`password_of`]) are all mutual contacts.
     ///
     /// Users are listed up front because mod_groups reads its file once, at start; [`Prosody::register`] adds
     /// accounts later, but those have empty rosters.
     pub fn start(mode: Mode, users: &[&str]) -> Prosody {
-        ensure_installed();
-        let dir = tempfile::Builder::new().prefix("prosody-e2e-").tempdir().expect("creating a temp dir for Prosody");
-        for sub in ["data", "certs"] {
-            fs::create_dir(dir.path().join(sub)).expect("creating Prosody's data and certs dirs");
-        }
-        fs::write(dir.path().join("groups.txt"), groups_file(users)).expect("writing the mod_groups file");
+        let dir = server_dir(users);
+        fs::create_dir(dir.path().join("data")).expect("creating Prosody's data dir");
+        Self::launch(mode, users, dir, |config| {
+            for user in users {
+                register(config, user, &password_of(user));
+            }
+        })
+    }
+
+    /// Starts a server on a copy of the Prosody data dir `data` (say, one written by prosody-migrator's import),
+    /// registering nobody: the accounts, passwords, rosters, vCards and PEP nodes are the ones in `data`. `users`
+    /// only fill the mod_groups file (every listed user a mutual contact of every other, as with [`Prosody::start`]).
+    pub fn start_on_data(mode: Mode, users: &[&str], data: &Path) -> Prosody {
+        let dir = server_dir(users);
+        copy_dir(data, &dir.path().join("data"));
+        Self::launch(mode, users, dir, |_| {})
+    }
+
+    /// Writes the config and starts the server in `dir`; `prepare` runs once, before the first start (accounts).
+    fn launch(mode: Mode, users: &[&str], dir: tempfile::TempDir, prepare: impl FnOnce(&Path)) -> Prosody {
         // The temp dir's random suffix makes a per-server secret without another dependency.
         let secret = format!("secret-{}", dir.path().file_name().and_then(|n| n.to_str()).unwrap_or("x"));
         let config = dir.path().join("prosody.cfg.lua");
+        let mut prepare = Some(prepare);
         // Free ports are picked by binding port 0 and releasing it: another process may grab one in between, so a
         // failed bind is retried with new ports.
         for attempt in 1..=3 {
@@ -77,51 +101,9 @@ impl Prosody {
                 std::iter::repeat_with(free_port).find(|&p| p != c2s_port).expect("an endless iterator");
             let params = ConfigParams { dir: dir.path(), c2s_port, component_port, secret: &secret, mode };
             fs::write(&config, render(&params)).expect("writing the Prosody config");
-            if attempt == 1 {
-                for user in users {
-                    register(&config, user, &password_of(user));
-                }
+            if let Some(prepare) = prepare.take() {
+                prepare(&config);
             }
-            let mut child = spawn(&config, dir.path());
-            match wait_ready(&mut child, dir.path(), [c2s_port, component_port]) {
-                Ok(()) => {
-                    let users = users.iter().map(|u| u.to_string()).collect();
-                    return Prosody { child, dir, config, c2s_port, component_port, mode, secret, users };
-                }
-                Err(PortTaken) if attempt < 3 => {
-                    stop(&mut child, STOP_TIMEOUT);
-                    // Keep the failed run's log for diagnosis, out of the way of the next readiness check.
-                    let log = dir.path().join("prosody.log");
-                    fs::rename(&log, log.with_extension(format!("log.attempt{attempt}")))
-                        .expect("setting aside the log of a failed start");
-                }
-                Err(PortTaken) => {
-                    stop(&mut child, STOP_TIMEOUT);
-                    panic!("Prosody could not bind free ports 3 times:\n{}", log_tail(dir.path(), 30));
-                }
-            }
-        }
-        unreachable!("the loop returns or panics on its last attempt")
-    }
-
-    /// Starts a server on a copy of the Prosody data dir `data` (say, one written by prosody-migrator's import),
-    /// registering nobody: the accounts, passwords, rosters, vCards and PEP nodes are the ones in `data`. `users`
-    /// only fill the mod_groups file (every listed user a mutual contact of every other, as with [`Prosody::start`]).
-    pub fn start_on_data(mode: Mode, users: &[&str], data: &Path) -> Prosody {
-        ensure_installed();
-        let dir = tempfile::Builder::new().prefix("prosody-e2e-").tempdir().expect("creating a temp dir for Prosody");
-        fs::create_dir(dir.path().join("certs")).expect("creating Prosody's certs dir");
-        copy_dir(data, &dir.path().join("data"));
-        fs::write(dir.path().join("groups.txt"), groups_file(users)).expect("writing the mod_groups file");
-        let secret = format!("secret-{}", dir.path().file_name().and_then(|n| n.to_str()).unwrap_or("x"));
-        let config = dir.path().join("prosody.cfg.lua");
-        // The port race of Prosody::start, without its registrations.
-        for attempt in 1..=3 {
-            let c2s_port = free_port();
-            let component_port =
-                std::iter::repeat_with(free_port).find(|&p| p != c2s_port).expect("an endless iterator");
-            let params = ConfigParams { dir: dir.path(), c2s_port, component_port, secret: &secret, mode };
-            fs::write(&config, render(&params)).expect("writing the Prosody config");
             let mut child = spawn(&config, dir.path());
             match wait_ready(&mut child, dir.path(), [c2s_port, component_port]) {
                 Ok(()) => {
@@ -131,6 +113,7 @@ impl Prosody {
                 Err(PortTaken) => {
                     stop(&mut child, STOP_TIMEOUT);
                     assert!(attempt < 3, "Prosody could not bind free ports 3 times:\n{}", log_tail(dir.path(), 30));
+                    // Keep the failed run's log for diagnosis, out of the way of the next readiness check.
                     let log = dir.path().join("prosody.log");
                     fs::rename(&log, log.with_extension(format!("log.attempt{attempt}")))
                         .expect("setting aside the log of a failed start");
