@@ -91,35 +91,39 @@ enum MigrateCommand {
     /// its owner logs in; XEP-0084 → vCard on one that does not). Uses the same config as `run`, store included:
     /// stop `avatar-gateway run` first (one connection per component). Each finished account is appended to the
     /// checkpoint; a rerun with the same checkpoint skips them, so Ctrl-C or a crash loses nothing.
-    Live {
-        #[command(flatten)]
-        config: ConfigArgs,
-        /// The accounts, one per line ("-": stdin), e.g. the output of `prosodyctl shell user list example.org`
-        /// or `ejabberdctl registered_users example.org` (with --domain).
-        #[arg(long, value_name = "FILE", required_unless_present = "known")]
-        accounts: Option<PathBuf>,
-        /// Every account the gateway's store knows (met before by `avatar-gateway run`).
-        #[arg(long, conflicts_with = "accounts")]
-        known: bool,
-        /// Domain for lines that hold a bare localpart (ejabberdctl's format).
-        #[arg(long, value_name = "DOMAIN")]
-        domain: Option<String>,
-        /// Finished accounts, one JSON record per line; created if missing, appended to.
-        #[arg(long, value_name = "FILE", default_value = "migrate-live.checkpoint")]
-        checkpoint: PathBuf,
-        /// Write the JSON report of every account in the checkpoint to this file at the end.
-        #[arg(long, value_name = "FILE")]
-        report: Option<PathBuf>,
-        /// Read and report only: no write to the server, the store or the checkpoint.
-        #[arg(long)]
-        dry_run: bool,
-        /// Accounts started per second at most.
-        #[arg(long, value_name = "N", default_value_t = 10.0)]
-        rate: f64,
-        /// Accounts in flight at once at most.
-        #[arg(long, value_name = "N", default_value_t = 8)]
-        concurrency: usize,
-    },
+    Live(LiveArgs),
+}
+
+/// `migrate live`'s arguments.
+#[derive(clap::Args)]
+struct LiveArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The accounts, one per line ("-": stdin), e.g. the output of `prosodyctl shell user list example.org`
+    /// or `ejabberdctl registered_users example.org` (with --domain).
+    #[arg(long, value_name = "FILE", required_unless_present = "known")]
+    accounts: Option<PathBuf>,
+    /// Every account the gateway's store knows (met before by `avatar-gateway run`).
+    #[arg(long, conflicts_with = "accounts")]
+    known: bool,
+    /// Domain for lines that hold a bare localpart (ejabberdctl's format).
+    #[arg(long, value_name = "DOMAIN")]
+    domain: Option<String>,
+    /// Finished accounts, one JSON record per line; created if missing, appended to.
+    #[arg(long, value_name = "FILE", default_value = "migrate-live.checkpoint")]
+    checkpoint: PathBuf,
+    /// Write the JSON report of every account in the checkpoint to this file at the end.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Read and report only: no write to the server, the store or the checkpoint.
+    #[arg(long)]
+    dry_run: bool,
+    /// Accounts started per second at most.
+    #[arg(long, value_name = "N", default_value_t = 10.0)]
+    rate: f64,
+    /// Accounts in flight at once at most.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    concurrency: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -132,18 +136,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Run { config } => run(&config),
-        Command::Migrate {
-            command:
-                MigrateCommand::Live { config, accounts, known, domain, checkpoint, report, dry_run, rate, concurrency },
-        } => {
-            let source = if known { AccountSource::Known } else { AccountSource::File(accounts.unwrap_or_default()) };
-            let pace = SweepPace {
-                interval: Duration::from_secs_f64(1.0 / rate.max(0.001)),
-                concurrency,
-                settle_after_connect: Duration::ZERO,
-            };
-            migrate_live(&config, source, domain.as_deref(), checkpoint, report, dry_run, pace)
-        }
+        Command::Migrate { command: MigrateCommand::Live(args) } => migrate_live(&args),
         Command::Migrate { command: MigrateCommand::Xep0227 { input, output, dry_run, report, access_model } } => {
             migrate_xep0227(input, output.filter(|_| !dry_run), report, access_model)
         }
@@ -181,51 +174,44 @@ fn migrate_xep0227(
     Ok(())
 }
 
-enum AccountSource {
-    File(PathBuf),
-    Known,
-}
-
-fn migrate_live(
-    args: &ConfigArgs,
-    source: AccountSource,
-    domain: Option<&str>,
-    checkpoint: PathBuf,
-    report: Option<PathBuf>,
-    dry_run: bool,
-    mut pace: SweepPace,
-) -> anyhow::Result<()> {
+fn migrate_live(args: &LiveArgs) -> anyhow::Result<()> {
     use std::io::IsTerminal as _;
-    let mut config = args.load()?;
-    config.engine.dry_run = dry_run;
-    // The server announces its grants right after the handshake: start once the capability report is out.
-    pace.settle_after_connect = config.engine.report_delay + Duration::from_millis(100);
+    let mut config = args.config.load()?;
+    config.engine.dry_run = args.dry_run;
+    let pace = SweepPace {
+        interval: Duration::from_secs_f64(1.0 / args.rate.max(0.001)),
+        concurrency: args.concurrency,
+        // The server announces its grants right after the handshake: start once the capability report is out.
+        settle_after_connect: config.engine.report_delay + Duration::from_millis(100),
+    };
     let mut store = open_store(&config)?;
-    let accounts = match source {
-        AccountSource::Known => {
+    let domain = args.domain.as_deref();
+    let accounts = match &args.accounts {
+        _ if args.known => {
             let known = store.accounts().context("listing the store's accounts")?;
             live::accounts::read(known.join("\n").as_bytes(), None)
         }
-        AccountSource::File(path) if path.as_os_str() == "-" => live::accounts::read(std::io::stdin().lock(), domain),
-        AccountSource::File(path) => {
-            let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        Some(path) if path.as_os_str() == "-" => live::accounts::read(std::io::stdin().lock(), domain),
+        Some(path) => {
+            let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
             live::accounts::read(std::io::BufReader::new(file), domain)
         }
+        None => anyhow::bail!("give --accounts FILE or --known"),
     }
     .context("reading the accounts")?;
     for (line, text) in &accounts.ignored {
         tracing::warn!("accounts line {line} names no account, ignored: {text:?}");
     }
-    if dry_run {
+    if args.dry_run {
         println!("dry run: reads only; nothing is written to the server, the store or the checkpoint");
         store = Box::new(DryRunStore::new(store, config.blob_budget_bytes));
     }
     let engine = Engine::new(config.engine.clone(), store);
     let options = live::run::LiveOptions {
         accounts: accounts.accounts,
-        checkpoint,
-        report,
-        dry_run,
+        checkpoint: args.checkpoint.clone(),
+        report: args.report.clone(),
+        dry_run: args.dry_run,
         pace,
         progress: std::io::stdout().is_terminal(),
     };

@@ -107,7 +107,7 @@ impl Engine {
         self.is_pending(|e| e.account() == account) || self.fetch_waiters.values().flatten().any(|(a, _)| a == account)
     }
 
-    /// Whether a write of `scheme` is wanted that the plan would skip on a converting server.
+    /// Whether an avatar from `source` must reach PEP although the server converts (a swept vCard: see the module).
     pub(super) fn sweep_overrides(&self, account: &BareJid, source: Scheme) -> bool {
         source == Scheme::Vcard && self.sweeping(account)
     }
