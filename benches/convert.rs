@@ -21,12 +21,13 @@ use std::time::{Duration, Instant};
 use avatar_gateway::avatar::AvatarHash;
 use avatar_gateway::image::{ImageFormat, ImageLimits, PngRendition, Rendition};
 use avatar_gateway::wire::component::{self, PrivilegedReply};
-use avatar_gateway::wire::stanza::{Iq, IqType, iq};
+use avatar_gateway::wire::stanza::{Iq, IqType};
 use avatar_gateway::wire::vcard::{Photo, VCard};
 use avatar_gateway::wire::xep0084::{self, AccessModel};
-use avatar_gateway::wire::{b64, ns, xml};
+use avatar_gateway::wire::{b64, xml};
 use divan::Bencher;
 use divan::counter::BytesCount;
+use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::minidom::Element;
 
 /// The fixtures, smallest to largest; those missing from `fixtures/images/` are skipped.
@@ -132,9 +133,9 @@ fn read_photo(stanza: &str) -> Vec<u8> {
 /// Last stage: the data and metadata publishes, each in its privileged IQ, serialised.
 fn publishes(original: &Rendition, png: &PngRendition) -> (String, String) {
     let access = Some(AccessModel::Presence);
+    let alice = BareJid::new("alice@example.org").expect("a valid JID");
     let publish = |id: &str, payload: Element| {
-        let inner = iq(ns::CLIENT, IqType::Set, id, None, None, Some(payload));
-        xml::to_string(&component::privileged_iq(id, "avatars.example.org", "alice@example.org", inner))
+        xml::to_string(&component::privileged_iq(id, "avatars.example.org", &alice, &alice, IqType::Set, payload))
     };
     let alternates: Vec<&Rendition> = if original.hash() == png.hash() { vec![] } else { vec![original] };
     (

@@ -5,7 +5,7 @@ set -u
 cd "$(dirname "$0")"
 seconds=${1:-120}
 [ $# -gt 0 ] && shift
-targets=${*:-avatar_hash xep0008 vcard component xep0084 image stray_text}
+targets=${*:-avatar_hash xep0008 vcard component xep0084 image stray_text component_stream}
 mkdir -p artifacts/logs
 for t in $targets; do
   case $t in

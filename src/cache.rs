@@ -8,9 +8,11 @@
 //!   the held images' byte lengths is within [`CacheLimits::max_bytes`]. An image larger than the whole budget is
 //!   refused and the caller is told ([`Inserted::TooLarge`]) rather than silently dropped.
 //! - **Failures** ([`AvatarCache::mark_failed`], [`AvatarCache::failure`]): a hash whose fetch or validation
-//!   failed is not asked for again until [`CacheLimits::negative_ttl_secs`] have passed (DESIGN rule 8: a broken
-//!   client is not hammered). Holding a valid [`Rendition`] of a hash is proof against its failure, so inserting
-//!   one clears the mark.
+//!   failed for an account is not asked of that account again until [`CacheLimits::negative_ttl_secs`] have passed
+//!   (a broken client is not hammered). A mark is held against the account whose source failed, never against the
+//!   hash for everyone: otherwise any user could advertise the hash of an image someone else is about to set (a
+//!   popular default avatar), answer the fetch with junk, and block that image for every account for the TTL.
+//!   Holding a valid [`Rendition`] of a hash is proof against any failure of it: while it is held, no mark counts.
 //! - **Derivations** ([`AvatarCache::link`], [`AvatarCache::derived_from`], [`AvatarCache::original_of`]): the PNG
 //!   and XEP-0008 renditions made from an original, and the way back, so that when a rendition the gateway
 //!   published comes back as a notification it is recognised as our own echo and not taken for a new avatar
@@ -34,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 use serde::Deserialize;
+use xmpp_parsers::jid::BareJid;
 
 use crate::avatar::AvatarHash;
 use crate::image::Rendition;
@@ -110,8 +113,8 @@ pub struct AvatarCache {
     bytes: usize,
     /// Marked failures in mark order. With one TTL for all, mark order is also expiry order, so the least
     /// recently marked entry is both the first to expire and the first to drop when full. `failure` only peeks,
-    /// which keeps that order.
-    failures: LruCache<AvatarHash, Failure>,
+    /// which keeps that order. Keyed by the account whose source failed (see the module documentation).
+    failures: LruCache<(BareJid, AvatarHash), Failure>,
     /// Original → renditions, least recently linked first.
     derived: LruCache<AvatarHash, Derived>,
     /// Rendition → the originals it was derived from, most recent link last. Several originals can share a
@@ -139,11 +142,10 @@ impl AvatarCache {
     }
 
     /// Stores `r` under its hash as the most recently used entry, evicting least-recently-used entries until the
-    /// byte budget holds again. A hash already held is only refreshed (same hash, same bytes). Any failure marked
-    /// for the hash is cleared, since `r` is a validated image with exactly that hash.
+    /// byte budget holds again. A hash already held is only refreshed (same hash, same bytes). While `r` is held,
+    /// no failure marked for its hash counts, since it is a validated image with exactly that hash.
     pub fn insert(&mut self, r: Rendition) -> Inserted {
         let hash = r.hash();
-        self.failures.pop(&hash);
         if self.renditions.promote(&hash) {
             return Inserted::Refreshed;
         }
@@ -194,10 +196,11 @@ impl AvatarCache {
         self.renditions.iter().map(|(_, r)| r)
     }
 
-    /// Remembers that fetching or validating `h` failed, so it is not tried again for
-    /// [`CacheLimits::negative_ttl_secs`] from `now`. Marking again restarts the period with the new reason. Bytes
-    /// already held for `h` stay: they were verified against `h`, a later failed fetch says nothing against them.
-    pub fn mark_failed(&mut self, h: AvatarHash, reason: impl Into<String>, now: Instant) {
+    /// Remembers that fetching or validating `h` from `account`'s source failed, so it is not tried again for that
+    /// account for [`CacheLimits::negative_ttl_secs`] from `now`. Marking again restarts the period with the new
+    /// reason. Bytes already held for `h` stay: they were verified against `h`, a later failed fetch says nothing
+    /// against them.
+    pub fn mark_failed(&mut self, account: &BareJid, h: AvatarHash, reason: impl Into<String>, now: Instant) {
         if self.limits.negative_ttl_secs == 0 || self.limits.max_negative == 0 {
             return;
         }
@@ -209,15 +212,20 @@ impl AvatarCache {
             self.failures.pop_lru();
         }
         let until = now.checked_add(Duration::from_secs(self.limits.negative_ttl_secs));
-        self.failures.put(h, Failure { reason: reason.into(), until });
+        self.failures.put((account.clone(), h), Failure { reason: reason.into(), until });
         while self.failures.len() > self.limits.max_negative {
             self.failures.pop_lru();
         }
     }
 
-    /// Why `h` failed, while the mark has not expired: from `now` equal to the mark time plus the TTL on, `None`.
-    pub fn failure(&self, h: &AvatarHash, now: Instant) -> Option<&str> {
-        self.failures.peek(h).filter(|f| !f.expired(now)).map(|f| f.reason.as_str())
+    /// Why `h` failed for `account`, while the mark has not expired (from `now` equal to the mark time plus the TTL
+    /// on, `None`) and no valid rendition of `h` is held.
+    pub fn failure(&self, account: &BareJid, h: &AvatarHash, now: Instant) -> Option<&str> {
+        if self.renditions.contains(h) {
+            return None;
+        }
+        let key = (account.clone(), *h);
+        self.failures.peek(&key).filter(|f| !f.expired(now)).map(|f| f.reason.as_str())
     }
 
     /// Records that `derived` was made from `original`, replacing any earlier link of `original` (its old
@@ -286,6 +294,10 @@ impl Failure {
 mod tests {
     use super::*;
     use crate::image::ImageLimits;
+
+    fn alice() -> BareJid {
+        BareJid::new("alice@example.org").expect("a valid JID")
+    }
 
     /// A `side`×`side` PNG of pseudo-random pixels (incompressible, so its size is predictable: ~3·side² bytes),
     /// different for every `seed`.
@@ -379,10 +391,10 @@ mod tests {
         let t0 = Instant::now();
         let x = h("x");
         let mut cache = AvatarCache::new(CacheLimits { negative_ttl_secs: 60, ..CacheLimits::default() });
-        cache.mark_failed(x, "timeout", t0);
-        assert_eq!(cache.failure(&x, t0), Some("timeout"));
-        assert_eq!(cache.failure(&x, t0 + Duration::from_millis(59_999)), Some("timeout"));
-        assert_eq!(cache.failure(&x, t0 + Duration::from_secs(60)), None);
+        cache.mark_failed(&alice(), x, "timeout", t0);
+        assert_eq!(cache.failure(&alice(), &x, t0), Some("timeout"));
+        assert_eq!(cache.failure(&alice(), &x, t0 + Duration::from_millis(59_999)), Some("timeout"));
+        assert_eq!(cache.failure(&alice(), &x, t0 + Duration::from_secs(60)), None);
     }
 
     #[test]
@@ -390,8 +402,8 @@ mod tests {
         let t0 = Instant::now();
         let x = h("x");
         let mut cache = AvatarCache::new(CacheLimits { negative_ttl_secs: u64::MAX, ..CacheLimits::default() });
-        cache.mark_failed(x, "gone", t0);
-        assert_eq!(cache.failure(&x, t0 + Duration::from_secs(100 * 365 * 86_400)), Some("gone"));
+        cache.mark_failed(&alice(), x, "gone", t0);
+        assert_eq!(cache.failure(&alice(), &x, t0 + Duration::from_secs(100 * 365 * 86_400)), Some("gone"));
     }
 
     #[test]
@@ -403,8 +415,8 @@ mod tests {
             CacheLimits { max_negative: 0, ..CacheLimits::default() },
         ] {
             let mut cache = AvatarCache::new(limits);
-            cache.mark_failed(x, "nope", t0);
-            assert_eq!(cache.failure(&x, t0), None);
+            cache.mark_failed(&alice(), x, "nope", t0);
+            assert_eq!(cache.failure(&alice(), &x, t0), None);
             assert_eq!(cache.failures_len(), 0);
         }
     }
@@ -415,17 +427,17 @@ mod tests {
         let [a, b, c] = ["a", "b", "c"].map(h);
         let mut cache =
             AvatarCache::new(CacheLimits { negative_ttl_secs: 10, max_negative: 2, ..CacheLimits::default() });
-        cache.mark_failed(a, "a", t0);
-        cache.mark_failed(b, "b", t0 + Duration::from_secs(5));
+        cache.mark_failed(&alice(), a, "a", t0);
+        cache.mark_failed(&alice(), b, "b", t0 + Duration::from_secs(5));
         // At t0+10, a has expired: it goes, b stays.
-        cache.mark_failed(c, "c", t0 + Duration::from_secs(10));
+        cache.mark_failed(&alice(), c, "c", t0 + Duration::from_secs(10));
         assert_eq!(cache.failures_len(), 2);
-        assert_eq!(cache.failure(&b, t0 + Duration::from_secs(10)), Some("b"));
+        assert_eq!(cache.failure(&alice(), &b, t0 + Duration::from_secs(10)), Some("b"));
         // Full of live marks: the oldest live one (b) makes room.
         let d = h("d");
-        cache.mark_failed(d, "d", t0 + Duration::from_secs(11));
-        assert_eq!(cache.failure(&b, t0 + Duration::from_secs(11)), None);
-        assert_eq!(cache.failure(&c, t0 + Duration::from_secs(11)), Some("c"));
+        cache.mark_failed(&alice(), d, "d", t0 + Duration::from_secs(11));
+        assert_eq!(cache.failure(&alice(), &b, t0 + Duration::from_secs(11)), None);
+        assert_eq!(cache.failure(&alice(), &c, t0 + Duration::from_secs(11)), Some("c"));
     }
 
     #[test]
@@ -433,9 +445,9 @@ mod tests {
         let t0 = Instant::now();
         let a = noise_png(1, 4);
         let mut cache = AvatarCache::new(CacheLimits::default());
-        cache.mark_failed(a.hash(), "bad", t0);
+        cache.mark_failed(&alice(), a.hash(), "bad", t0);
         cache.insert(a.clone());
-        assert_eq!(cache.failure(&a.hash(), t0), None);
+        assert_eq!(cache.failure(&alice(), &a.hash(), t0), None);
     }
 
     #[test]

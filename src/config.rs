@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use xmpp_parsers::jid::BareJid;
 
 use crate::cache::CacheLimits;
 use crate::engine::{EngineConfig, ServerConverts};
 use crate::image::ImageLimits;
 use crate::link::LinkConfig;
+use crate::link::limits::StanzaLimits;
 use crate::wire::xep0084::AccessModel;
 
 /// Environment variable prefix for every key.
@@ -32,10 +34,13 @@ struct Raw {
 struct RawServer {
     address: Option<String>,
     component: Option<String>,
+    hosts: Option<Vec<String>>,
     secret: Option<String>,
     secret_file: Option<PathBuf>,
     keepalive_secs: u64,
     max_backoff_secs: u64,
+    max_stanza_depth: usize,
+    max_stanza_bytes: usize,
 }
 
 impl Default for RawServer {
@@ -43,10 +48,13 @@ impl Default for RawServer {
         Self {
             address: None,
             component: None,
+            hosts: None,
             secret: None,
             secret_file: None,
             keepalive_secs: 60,
             max_backoff_secs: 30,
+            max_stanza_depth: StanzaLimits::DEFAULT.max_depth,
+            max_stanza_bytes: StanzaLimits::DEFAULT.max_bytes,
         }
     }
 }
@@ -84,7 +92,8 @@ pub struct Config {
     pub engine: EngineConfig,
     /// Where the durable store lives (`None`: in memory, for trials only).
     pub store: Option<PathBuf>,
-    /// Byte budget of cached image blobs in the store (pinned `storage:client:avatar` data excluded).
+    /// Byte budget of cached image blobs in the store (pinned blobs excluded: accounts' current renditions and
+    /// owners' `storage:client:avatar` data).
     pub blob_budget_bytes: u64,
 }
 
@@ -179,8 +188,23 @@ impl Config {
                 });
             }
         };
+        let hosts = served_hosts(raw.server.hosts, &component)?;
         if raw.gateway.iq_timeout_secs == 0 {
             return Err(ConfigError::Invalid { key: "gateway.iq_timeout_secs", reason: "must be at least 1".into() });
+        }
+        // Real payloads nest fewer than 16 levels, and avatar stanzas need far more than 64 KiB; the upper bound
+        // keeps the depth far below the ~13 700 levels at which building the element overflows the main stack.
+        if !(16..=1024).contains(&raw.server.max_stanza_depth) {
+            return Err(ConfigError::Invalid {
+                key: "server.max_stanza_depth",
+                reason: "must be between 16 and 1024".into(),
+            });
+        }
+        if raw.server.max_stanza_bytes < 64 << 10 {
+            return Err(ConfigError::Invalid {
+                key: "server.max_stanza_bytes",
+                reason: "must be at least 65536".into(),
+            });
         }
         if raw.limits.legacy_max_side == 0 || raw.limits.pep_max_side == 0 {
             return Err(ConfigError::Invalid {
@@ -195,9 +219,14 @@ impl Config {
                 secret,
                 keepalive: Duration::from_secs(raw.server.keepalive_secs.max(1)),
                 max_backoff: Duration::from_secs(raw.server.max_backoff_secs.max(1)),
+                stanza_limits: StanzaLimits {
+                    max_depth: raw.server.max_stanza_depth,
+                    max_bytes: raw.server.max_stanza_bytes,
+                },
             },
             engine: EngineConfig {
                 component,
+                hosts,
                 limits: raw.limits,
                 cache: raw.cache,
                 iq_timeout: Duration::from_secs(raw.gateway.iq_timeout_secs),
@@ -210,6 +239,27 @@ impl Config {
             blob_budget_bytes: raw.gateway.blob_budget_bytes,
         })
     }
+}
+
+/// The virtual hosts served: `server.hosts`, or by default the component's parent domain (`avatars.example.org`
+/// serves `example.org`). Each must be a bare domain: its domain JID is the one sender the gateway trusts.
+fn served_hosts(hosts: Option<Vec<String>>, component: &str) -> Result<Vec<BareJid>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid { key: "server.hosts", reason };
+    let names = match hosts {
+        Some(names) if names.is_empty() => return Err(invalid("lists no host".into())),
+        Some(names) => names,
+        None => match component.split_once('.') {
+            Some((_, parent)) if !parent.is_empty() => vec![parent.to_owned()],
+            _ => return Err(invalid(format!("cannot be derived from the component name {component:?}; set it"))),
+        },
+    };
+    names
+        .into_iter()
+        .map(|name| match BareJid::new(&name) {
+            Ok(jid) if jid.node().is_none() => Ok(jid),
+            _ => Err(invalid(format!("{name:?} is not a domain"))),
+        })
+        .collect()
 }
 
 /// Sets `section.key` to `value`, read as a TOML value when it is one (numbers, booleans), else as a string.
@@ -275,5 +325,22 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("iq_timeout_secs"), "{e}");
+    }
+
+    #[test]
+    fn stanza_limits_default_and_are_bounded() {
+        let base = "[server]\naddress = \"a:1\"\ncomponent = \"avatars.localhost\"\nsecret = \"s\"\n";
+        assert_eq!(load(base, &[], &[]).unwrap().link.stanza_limits, StanzaLimits::DEFAULT);
+        let c = load(base, &[("AVATAR_GATEWAY_SERVER_MAX_STANZA_DEPTH", "32")], &["server.max_stanza_bytes=65536"])
+            .unwrap();
+        assert_eq!(c.link.stanza_limits, StanzaLimits { max_depth: 32, max_bytes: 65536 });
+        for (set, key) in [
+            ("server.max_stanza_depth=15", "server.max_stanza_depth"),
+            ("server.max_stanza_depth=1025", "server.max_stanza_depth"),
+            ("server.max_stanza_bytes=65535", "server.max_stanza_bytes"),
+        ] {
+            let e = load(base, &[], &[set]).unwrap_err();
+            assert!(e.to_string().starts_with(key), "{set}: {e}");
+        }
     }
 }

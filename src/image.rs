@@ -192,10 +192,57 @@ impl std::fmt::Debug for Rendition {
     }
 }
 
+/// An original and the two renditions the gateway derives from it (the PNG for XEP-0084 and the vCard, the small
+/// one for XEP-0008 readers), made with at most one decode. This is the CPU-heavy step of a conversion: the engine
+/// asks for it as a job and the shell runs it off the link's thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transcoded {
+    /// The validated original.
+    pub original: Rendition,
+    /// What XEP-0084 gets (the original itself when it already qualifies).
+    pub png: PngRendition,
+    /// What XEP-0008 readers get (likewise).
+    pub legacy: Rendition,
+}
+
+impl Transcoded {
+    /// Validates untrusted bytes (as [`Rendition::from_bytes`]) and derives both renditions from the same decode.
+    pub fn from_bytes(bytes: impl Into<Arc<[u8]>>, limits: &ImageLimits) -> Result<Self, ImageError> {
+        let (original, image) = Rendition::decode(bytes.into(), limits)?;
+        Self::derive(original, image, limits)
+    }
+
+    fn derive(original: Rendition, image: DynamicImage, limits: &ImageLimits) -> Result<Self, ImageError> {
+        let mut pixels = Some(image);
+        let png = original.png_with(limits, &mut pixels)?;
+        let legacy = original.legacy_with(limits, &mut pixels)?;
+        Ok(Self { original, png, legacy })
+    }
+}
+
 impl Rendition {
     /// Validates untrusted bytes: size, magic bytes, header, pixel budget, then a full bounded decode.
     pub fn from_bytes(bytes: impl Into<Arc<[u8]>>, limits: &ImageLimits) -> Result<Self, ImageError> {
         Ok(Self::decode(bytes.into(), limits)?.0)
+    }
+
+    /// Bytes this gateway validated before it stored them, read back: the hash must still be `expected` (a
+    /// corrupted or foreign blob is refused), the format and size come from the header; no pixel is decoded.
+    pub fn from_stored(bytes: impl Into<Arc<[u8]>>, expected: AvatarHash) -> Result<Self, ImageError> {
+        let bytes = bytes.into();
+        let hash = AvatarHash::of(&bytes);
+        if hash != expected {
+            return Err(ImageError::Decode {
+                format: ImageFormat::Png,
+                reason: format!("stored bytes hash to {hash}"),
+            });
+        }
+        let format = ImageFormat::sniff(&bytes)
+            .ok_or_else(|| ImageError::UnknownFormat(bytes.iter().take(8).copied().collect()))?;
+        let (width, height) = ImageReader::with_format(Cursor::new(&bytes[..]), format.codec())
+            .into_dimensions()
+            .map_err(|e| ImageError::BadHeader { format, reason: e.to_string() })?;
+        Ok(Self { bytes, hash, format, width, height })
     }
 
     /// The image bytes, exactly as they are served.
@@ -236,12 +283,16 @@ impl Rendition {
     /// The PNG for XEP-0084: these very bytes when they are a PNG within the PEP budgets (so the hash survives and
     /// every scheme can share it), otherwise a transcoded, downscaled PNG.
     pub fn to_png(&self, limits: &ImageLimits) -> Result<PngRendition, ImageError> {
+        self.png_with(limits, &mut None)
+    }
+
+    fn png_with(&self, limits: &ImageLimits, pixels: &mut Option<DynamicImage>) -> Result<PngRendition, ImageError> {
         let fits = |r: &Rendition| r.longest_side() <= limits.pep_max_side && r.bytes.len() <= limits.pep_max_bytes;
         if self.format == ImageFormat::Png && fits(self) {
             return Ok(PngRendition(self.clone()));
         }
-        let image = self.pixels(limits)?;
-        let png = shrink_until(&image, limits.pep_max_side, limits.pep_max_bytes, &[Encoding::Png])?;
+        let png =
+            shrink_until(self.pixels(limits, pixels)?, limits.pep_max_side, limits.pep_max_bytes, &[Encoding::Png])?;
         Ok(PngRendition(png))
     }
 
@@ -249,15 +300,18 @@ impl Rendition {
     /// PNG. These very bytes when they already qualify; otherwise downscaled (never upscaled) and re-encoded,
     /// stepping the size down until the byte budget holds.
     pub fn to_legacy(&self, limits: &ImageLimits) -> Result<Rendition, ImageError> {
+        self.legacy_with(limits, &mut None)
+    }
+
+    fn legacy_with(&self, limits: &ImageLimits, pixels: &mut Option<DynamicImage>) -> Result<Rendition, ImageError> {
         if self.format.legacy_readable()
             && self.longest_side() <= limits.legacy_max_side
             && self.bytes.len() <= limits.legacy_max_bytes
         {
             return Ok(self.clone());
         }
-        let image = self.pixels(limits)?;
         shrink_until(
-            &image,
+            self.pixels(limits, pixels)?,
             limits.legacy_max_side,
             limits.legacy_max_bytes,
             &[Encoding::Png, Encoding::Jpeg(85), Encoding::Jpeg(60)],
@@ -273,8 +327,17 @@ impl Rendition {
         self.width.max(self.height)
     }
 
-    fn pixels(&self, limits: &ImageLimits) -> Result<DynamicImage, ImageError> {
-        Ok(Self::decode(Arc::clone(&self.bytes), limits)?.1)
+    /// The decoded pixels, decoded on first use and kept in `pixels` for the next rendition.
+    fn pixels<'a>(
+        &self,
+        limits: &ImageLimits,
+        pixels: &'a mut Option<DynamicImage>,
+    ) -> Result<&'a DynamicImage, ImageError> {
+        let image = match pixels.take() {
+            Some(image) => image,
+            None => Self::decode(Arc::clone(&self.bytes), limits)?.1,
+        };
+        Ok(pixels.insert(image))
     }
 
     fn decode(bytes: Arc<[u8]>, limits: &ImageLimits) -> Result<(Self, DynamicImage), ImageError> {

@@ -8,6 +8,11 @@ use avatar_gateway::avatar::AvatarHash;
 use avatar_gateway::cache::{AvatarCache, CacheLimits, Derived, Inserted};
 use avatar_gateway::image::{ImageLimits, Rendition};
 use proptest::prelude::*;
+use xmpp_parsers::jid::BareJid;
+
+fn alice() -> BareJid {
+    BareJid::new("alice@example.org").expect("a valid JID")
+}
 
 fn load(name: &str) -> Rendition {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images").join(name);
@@ -230,14 +235,14 @@ fn a_failure_holds_until_exactly_the_ttl() {
     let ttl = Duration::from_secs(600);
     let h = load("photo-300x200.jpg").hash();
     let mut cache = AvatarCache::new(CacheLimits { negative_ttl_secs: 600, ..CacheLimits::default() });
-    assert_eq!(cache.failure(&h, t0), None);
-    cache.mark_failed(h, "iq:avatar timed out", t0);
-    assert_eq!(cache.failure(&h, t0), Some("iq:avatar timed out"));
-    assert_eq!(cache.failure(&h, t0 + ttl - Duration::from_nanos(1)), Some("iq:avatar timed out"));
-    assert_eq!(cache.failure(&h, t0 + ttl), None, "expired at exactly the TTL");
-    assert_eq!(cache.failure(&h, t0 + ttl * 2), None);
+    assert_eq!(cache.failure(&alice(), &h, t0), None);
+    cache.mark_failed(&alice(), h, "iq:avatar timed out", t0);
+    assert_eq!(cache.failure(&alice(), &h, t0), Some("iq:avatar timed out"));
+    assert_eq!(cache.failure(&alice(), &h, t0 + ttl - Duration::from_nanos(1)), Some("iq:avatar timed out"));
+    assert_eq!(cache.failure(&alice(), &h, t0 + ttl), None, "expired at exactly the TTL");
+    assert_eq!(cache.failure(&alice(), &h, t0 + ttl * 2), None);
     // Other hashes were never marked.
-    assert_eq!(cache.failure(&AvatarHash::of(b"other"), t0), None);
+    assert_eq!(cache.failure(&alice(), &AvatarHash::of(b"other"), t0), None);
 }
 
 #[test]
@@ -245,11 +250,24 @@ fn marking_again_restarts_the_period_with_the_new_reason() {
     let t0 = Instant::now();
     let h = AvatarHash::of(b"broken");
     let mut cache = AvatarCache::new(CacheLimits { negative_ttl_secs: 10, ..CacheLimits::default() });
-    cache.mark_failed(h, "timeout", t0);
-    cache.mark_failed(h, "hash mismatch", t0 + Duration::from_secs(8));
-    assert_eq!(cache.failure(&h, t0 + Duration::from_secs(12)), Some("hash mismatch"));
-    assert_eq!(cache.failure(&h, t0 + Duration::from_secs(18)), None);
+    cache.mark_failed(&alice(), h, "timeout", t0);
+    cache.mark_failed(&alice(), h, "hash mismatch", t0 + Duration::from_secs(8));
+    assert_eq!(cache.failure(&alice(), &h, t0 + Duration::from_secs(12)), Some("hash mismatch"));
+    assert_eq!(cache.failure(&alice(), &h, t0 + Duration::from_secs(18)), None);
     assert_eq!(cache.failures_len(), 1);
+}
+
+#[test]
+fn a_failure_is_held_against_the_account_whose_source_failed_only() {
+    // A user who advertises someone else's hash and answers the fetch with junk must not block that image for
+    // the account that really has it.
+    let t0 = Instant::now();
+    let h = load("photo-300x200.jpg").hash();
+    let mallory = BareJid::new("mallory@example.org").expect("a valid JID");
+    let mut cache = AvatarCache::new(CacheLimits::default());
+    cache.mark_failed(&mallory, h, "advertised it but the bytes hash to something else", t0);
+    assert!(cache.failure(&mallory, &h, t0).is_some());
+    assert_eq!(cache.failure(&alice(), &h, t0), None);
 }
 
 #[test]
@@ -257,9 +275,9 @@ fn a_successful_insert_clears_the_failure() {
     let t0 = Instant::now();
     let photo = load("photo-300x200.jpg");
     let mut cache = AvatarCache::new(CacheLimits::default());
-    cache.mark_failed(photo.hash(), "timeout", t0);
+    cache.mark_failed(&alice(), photo.hash(), "timeout", t0);
     cache.insert(photo.clone());
-    assert_eq!(cache.failure(&photo.hash(), t0), None);
+    assert_eq!(cache.failure(&alice(), &photo.hash(), t0), None);
     assert!(cache.contains(&photo.hash()));
 }
 
@@ -269,7 +287,7 @@ fn a_failure_mark_does_not_drop_bytes_already_verified() {
     let photo = load("photo-300x200.jpg");
     let mut cache = AvatarCache::new(CacheLimits::default());
     cache.insert(photo.clone());
-    cache.mark_failed(photo.hash(), "a client sent other bytes for it", t0);
+    cache.mark_failed(&alice(), photo.hash(), "a client sent other bytes for it", t0);
     assert_eq!(cache.get(&photo.hash()), Some(photo));
 }
 
@@ -279,15 +297,15 @@ fn negative_entries_are_bounded() {
     let mut cache = AvatarCache::new(CacheLimits { max_negative: 3, ..CacheLimits::default() });
     let hashes: Vec<AvatarHash> = (0..5u8).map(|i| AvatarHash::of(&[i])).collect();
     for (i, h) in hashes.iter().enumerate() {
-        cache.mark_failed(*h, format!("failure {i}"), t0 + Duration::from_secs(i as u64));
+        cache.mark_failed(&alice(), *h, format!("failure {i}"), t0 + Duration::from_secs(i as u64));
         assert!(cache.failures_len() <= 3);
     }
     let now = t0 + Duration::from_secs(5);
     // The two oldest marks made room; the three newest are kept.
-    assert_eq!(cache.failure(&hashes[0], now), None);
-    assert_eq!(cache.failure(&hashes[1], now), None);
-    assert_eq!(cache.failure(&hashes[4], now), Some("failure 4"));
-    assert_eq!(cache.failure(&hashes[2], now), Some("failure 2"));
+    assert_eq!(cache.failure(&alice(), &hashes[0], now), None);
+    assert_eq!(cache.failure(&alice(), &hashes[1], now), None);
+    assert_eq!(cache.failure(&alice(), &hashes[4], now), Some("failure 4"));
+    assert_eq!(cache.failure(&alice(), &hashes[2], now), Some("failure 2"));
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use avatar_gateway::avatar::AvatarHash;
-use avatar_gateway::image::{ImageError, ImageFormat, ImageLimits, PngRendition, Rendition};
+use avatar_gateway::image::{ImageError, ImageFormat, ImageLimits, PngRendition, Rendition, Transcoded};
 
 /// Every fixture that must be accepted: name, real format, width, height.
 const VALID: &[(&str, ImageFormat, u32, u32)] = &[
@@ -441,4 +441,30 @@ fn an_impossible_budget_is_no_fit_not_a_panic() {
     // A zero side is a config mistake; it must end in an error, not loop or panic.
     let zero = ImageLimits { pep_max_side: 0, ..ImageLimits::default() };
     assert!(matches!(photo.to_png(&zero), Err(ImageError::NoFit { max_side: 0, .. })));
+}
+
+// ---- one decode for both renditions; stored bytes read back without decoding -------------------------------------
+
+#[test]
+fn transcoding_once_gives_exactly_the_renditions_made_one_by_one() {
+    let limits = ImageLimits::default();
+    for name in ["photo-300x200.jpg", "avatar-96x96-alpha.png", "anim-80x60.gif", "lossless-128x128.webp"] {
+        let original = load(name, &limits);
+        let t = Transcoded::from_bytes(original.bytes().to_vec(), &limits).expect(name);
+        assert_eq!(t.original, original, "{name}");
+        assert_eq!(t.png, original.to_png(&limits).unwrap(), "{name}");
+        assert_eq!(t.legacy, original.to_legacy(&limits).unwrap(), "{name}");
+    }
+    let bad = bytes("invalid/truncated.png");
+    assert!(Transcoded::from_bytes(bad, &limits).is_err());
+}
+
+#[test]
+fn stored_bytes_are_read_back_by_hash_and_header() {
+    let limits = ImageLimits::default();
+    let original = load("photo-300x200.jpg", &limits);
+    let back = Rendition::from_stored(original.bytes().to_vec(), original.hash()).unwrap();
+    assert_eq!(back, original);
+    let other = AvatarHash::of(b"something else");
+    assert!(Rendition::from_stored(original.bytes().to_vec(), other).is_err(), "a blob that is not what was asked");
 }

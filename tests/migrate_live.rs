@@ -62,6 +62,10 @@ impl Sim {
     }
 
     fn serve_all(&mut self) {
+        // Image jobs run at once, as a shell with a free worker would.
+        while let Some(job) = self.sweep.poll_transcode() {
+            self.sweep.handle_transcoded(self.now, job.run());
+        }
         while let Some(sent) = self.sweep.poll_transmit() {
             let to = sent.attr("to").unwrap_or_default().to_owned();
             let poll =
@@ -73,6 +77,9 @@ impl Sim {
             }
             for reply in self.server.answer(&sent) {
                 self.sweep.handle_stanza(self.now, reply);
+            }
+            while let Some(job) = self.sweep.poll_transcode() {
+                self.sweep.handle_transcoded(self.now, job.run());
             }
         }
     }

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use xmpp_parsers::jid::BareJid;
+use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::minidom::Element;
 
 use super::account::{Scheme, Seen};
@@ -13,7 +13,7 @@ use super::{Engine, Event};
 use crate::avatar::AvatarHash;
 use crate::image::PngRendition;
 use crate::wire::component::{self, DelegationVersion, PrivilegedReply};
-use crate::wire::stanza::{Iq, IqType};
+use crate::wire::stanza::{Condition, Iq, IqType};
 use crate::wire::{ns, vcard, xep0008, xep0084};
 
 /// What an outstanding request was for.
@@ -37,6 +37,9 @@ pub(super) enum Exchange {
     PublishData { account: BareJid, png: PngRendition },
     /// Privileged publish to the metadata node.
     PublishMetadata { account: BareJid, hash: Option<AvatarHash> },
+    /// Privileged read of the account's metadata node as a XEP-0008 reader (`reader`: the delegated IQ's id), so
+    /// the server decides whether that reader may see the avatar.
+    ReaderAccess { account: BareJid, reader: String },
 }
 
 impl Exchange {
@@ -44,6 +47,22 @@ impl Exchange {
     pub(super) fn fetches(&self, hash: &AvatarHash) -> bool {
         matches!(self, Exchange::PepData { hash: h, .. } | Exchange::IqAvatar { hash: h, .. } if h == hash)
     }
+
+    /// Whether this exchange fetches image bytes for `account`.
+    pub(super) fn fetches_for(&self, account: &BareJid) -> bool {
+        matches!(self, Exchange::PepData { account: a, .. } | Exchange::IqAvatar { account: a, .. } if a == account)
+    }
+}
+
+/// An account whose fetch of `hash` waits: on another account's fetch of the same hash, or on its own fetch of
+/// an older hash.
+#[derive(Debug, Clone)]
+pub(super) struct Waiter {
+    pub(super) account: BareJid,
+    pub(super) scheme: Scheme,
+    pub(super) hash: AvatarHash,
+    /// The XEP-0008 client to ask, when it comes to that.
+    pub(super) legacy_from: Option<Jid>,
 }
 
 /// An outstanding request.
@@ -63,6 +82,18 @@ pub(super) struct Reader {
     pub(super) inner: Iq,
     pub(super) store: xep0008::Store,
     pub(super) deadline: Instant,
+    pub(super) access: Access,
+}
+
+/// Whether a reader may have the avatar it asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Access {
+    /// Yes: answer it once the avatar is known.
+    Allowed,
+    /// The server is being asked.
+    Asking,
+    /// No: answer it with this error.
+    Denied(Condition),
 }
 
 impl Engine {
@@ -89,6 +120,13 @@ impl Engine {
                 Some(Err(e)) => self.fail_fetch(now, &account, Scheme::Legacy, hash, e.to_string()),
                 _ => self.fail_fetch(now, &account, Scheme::Legacy, hash, describe(reply)),
             };
+        }
+        if let Exchange::ReaderAccess { account, reader } = &exchange {
+            let refusal = match component::privileged_reply(reply, element) {
+                PrivilegedReply::Result(_) => None,
+                PrivilegedReply::Error(condition) => Some(condition),
+            };
+            return self.reader_answered(account, reader, refusal.as_ref().map(Option::as_deref));
         }
         match component::privileged_reply(reply, element) {
             PrivilegedReply::Result(payload) => self.privileged_result(now, exchange, payload),
@@ -162,7 +200,7 @@ impl Engine {
             Exchange::VcardSet { account, hash } => self.wrote(now, &account, Scheme::Vcard, hash),
             Exchange::PublishData { account, png } => self.publish_metadata(now, &account, png),
             Exchange::PublishMetadata { account, hash } => self.wrote(now, &account, Scheme::Pep, hash),
-            Exchange::Converts { .. } | Exchange::IqAvatar { .. } => {}
+            Exchange::Converts { .. } | Exchange::IqAvatar { .. } | Exchange::ReaderAccess { .. } => {}
         }
     }
 
@@ -185,6 +223,10 @@ impl Engine {
     /// A request failed or timed out: nothing changes, the reason is told.
     pub(super) fn exchange_failed(&mut self, now: Instant, exchange: Exchange, reason: &str) {
         let (account, scheme) = match &exchange {
+            // Unanswered: the reader is refused (fail closed), told to try again later.
+            Exchange::ReaderAccess { account, reader } => {
+                return self.reader_answered(account, reader, Some(Some("internal-server-error")));
+            }
             Exchange::Converts { account } => {
                 // A server that will not say is treated as not converting: the gateway's writes are idempotent,
                 // and the step limit in the tests proves they do not ping-pong with a converting server.
@@ -210,9 +252,10 @@ impl Engine {
 
     /// A fetch failed: remember it (negative cache) so a broken client is not asked again and again.
     fn fail_fetch(&mut self, now: Instant, account: &BareJid, scheme: Scheme, hash: AvatarHash, reason: String) {
-        self.cache.mark_failed(hash, reason.clone(), now);
-        self.reject(account, scheme, format!("fetching {hash} failed: {reason}"));
+        self.cache.mark_failed(account, hash, reason.clone(), now);
+        self.reject_hash(account, scheme, hash, format!("fetching {hash} failed: {reason}"));
         self.release_waiters(now, hash, Err(reason));
+        self.fetch_done(now, account);
         self.answer_readers_if_settled(account);
     }
 
@@ -239,6 +282,7 @@ impl Exchange {
             Exchange::VcardSet { .. } => "writing the vCard",
             Exchange::PublishData { .. } => "publishing the data node",
             Exchange::PublishMetadata { .. } => "publishing the metadata node",
+            Exchange::ReaderAccess { .. } => "reading the metadata node as a reader",
         }
     }
 }

@@ -14,6 +14,7 @@ mod exchange;
 pub mod grants;
 mod plan;
 mod sweep;
+mod transcode;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -24,17 +25,19 @@ use xmpp_parsers::minidom::Element;
 
 use crate::avatar::AvatarHash;
 use crate::cache::{AvatarCache, CacheLimits};
-use crate::image::{ImageLimits, Rendition};
+use crate::image::{ImageLimits, Rendition, Transcoded};
 use crate::store::{Store, StoredAccount};
 use crate::wire::component::{self, Privileges};
 use crate::wire::stanza::{Condition, Iq, IqType, iq};
 use crate::wire::xep0084::AccessModel;
 use crate::wire::{ns, vcard, xep0008, xep0084};
 use account::{Account, Scheme, Seen, Verdict};
-use exchange::{Exchange, Pending, Reader};
+use exchange::{Exchange, Pending, Reader, Waiter};
 use grants::{DirectionStatus, Grants};
 use sweep::SweepLog;
 pub use sweep::SweepOutcome;
+pub use transcode::{JobId, TranscodeJob, TranscodeResult};
+use transcode::{Purpose, Transcodes};
 
 /// Whether the server converts vCard ↔ XEP-0084 by itself (XEP-0398; Prosody's mod_vcard_legacy, ejabberd's
 /// mod_avatar). When it does, the gateway leaves that pair alone, or each side would re-trigger the other.
@@ -54,6 +57,10 @@ pub enum ServerConverts {
 pub struct EngineConfig {
     /// The component's JID, the `from` of everything it sends.
     pub component: String,
+    /// The server's virtual hosts whose accounts the gateway serves. Their domain JIDs are the only senders
+    /// trusted with announcements, delegated stanzas and privileged replies (SECURITY.md); stanzas about accounts
+    /// of any other domain are ignored.
+    pub hosts: Vec<BareJid>,
     /// Image budgets.
     pub limits: ImageLimits,
     /// Cache budgets.
@@ -141,6 +148,14 @@ pub enum Event {
         /// What was skipped.
         what: String,
     },
+    /// A stanza that only the server may send came from someone else, or broke a limit; noted at most once a
+    /// minute per sender.
+    Untrusted {
+        /// Who sent it (as the server stamped it).
+        from: String,
+        /// What was refused.
+        what: Refusal,
+    },
     /// A swept account has nothing outstanding any more ([`Engine::sweep`]).
     Swept {
         /// Account.
@@ -149,6 +164,56 @@ pub enum Event {
         outcome: SweepOutcome,
     },
 }
+
+/// What an untrusted or over-limit stanza tried, for [`Event::Untrusted`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A XEP-0356 privilege announcement not from a served host's domain JID.
+    PrivilegeAnnouncement,
+    /// A XEP-0355 delegation announcement not from a served host's domain JID.
+    DelegationAnnouncement,
+    /// A XEP-0355 delegation wrapper not from a served host's domain JID (a user forging another user's IQ).
+    Delegation,
+    /// A delegated IQ about an account outside the delegating host.
+    ForeignAccount,
+    /// A stanza over the link's depth or size limit (replaced by the link's marker before it was parsed).
+    OverLimit(LimitKind),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refusal::PrivilegeAnnouncement => "privilege announcement ignored: only the server's domain JID announces",
+            Refusal::DelegationAnnouncement => {
+                "delegation announcement ignored: only the server's domain JID announces"
+            }
+            Refusal::Delegation => "delegation wrapper answered forbidden: only the server forwards delegated IQs",
+            Refusal::ForeignAccount => "delegated IQ about an account of another host answered forbidden",
+            Refusal::OverLimit(LimitKind::Depth) => "stanza nested deeper than server.max_stanza_depth refused",
+            Refusal::OverLimit(LimitKind::Size) => "stanza larger than server.max_stanza_bytes refused",
+        })
+    }
+}
+
+/// Which stanza limit was broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    /// Nesting deeper than the link allows.
+    Depth,
+    /// More bytes than the link allows.
+    Size,
+}
+
+/// The kind of limit named by the link's over-limit marker, if `stanza` is such a replacement.
+fn over_limit(stanza: &Element) -> Option<LimitKind> {
+    let marker = stanza.children().find(|c| c.ns() == ns::STANZA_LIMIT)?;
+    Some(if marker.attr("reason") == Some("depth") { LimitKind::Depth } else { LimitKind::Size })
+}
+
+/// How long one sender's refusals stay quiet after one was noted.
+const NOTE_EVERY: Duration = Duration::from_secs(60);
+/// Senders remembered for that (the least recently noted is forgotten first).
+const NOTED_SENDERS: usize = 1024;
 
 /// The gateway's core state machine.
 pub struct Engine {
@@ -163,8 +228,15 @@ pub struct Engine {
     events: VecDeque<Event>,
     next_id: u64,
     report_at: Option<Instant>,
-    /// Accounts waiting on another account's fetch of the same hash (and the scheme they saw it in).
-    fetch_waiters: HashMap<AvatarHash, Vec<(BareJid, Scheme)>>,
+    /// Accounts waiting on another account's fetch of the same hash (the scheme they saw it in, and the client to
+    /// ask themselves should that fetch fail).
+    fetch_waiters: HashMap<AvatarHash, Vec<Waiter>>,
+    /// When each recent untrusted sender was last noted ([`Event::Untrusted`] is rate-limited per sender).
+    noted: lru::LruCache<String, Instant>,
+    /// Per account, the fetch to start once its current one is over (see [`Engine::fetch`]).
+    deferred_fetches: HashMap<BareJid, Waiter>,
+    /// Image work asked of the shell and not answered yet.
+    transcodes: Transcodes,
     sweeps: HashMap<BareJid, SweepLog>,
     /// Dry run: ids of sets taken as done at the end of the current input.
     dry_done: VecDeque<String>,
@@ -187,6 +259,9 @@ impl Engine {
             next_id: 0,
             report_at: None,
             fetch_waiters: HashMap::new(),
+            deferred_fetches: HashMap::new(),
+            transcodes: Transcodes::default(),
+            noted: lru::LruCache::new(std::num::NonZeroUsize::new(NOTED_SENDERS).expect("non-zero")),
             sweeps: HashMap::new(),
             dry_done: VecDeque::new(),
         }
@@ -210,7 +285,8 @@ impl Engine {
                 _ => continue,
             };
             let waiters = self.fetch_waiters.remove(&hash).unwrap_or_default();
-            for (account, scheme) in std::iter::once((account, scheme)).chain(waiters) {
+            let waiting = waiters.into_iter().map(|w| (w.account, w.scheme));
+            for (account, scheme) in std::iter::once((account, scheme)).chain(waiting) {
                 if self.account(&account).seen(scheme) == Seen::Avatar(hash) {
                     self.account(&account).observe(scheme, Seen::Unknown);
                     self.persist(&account);
@@ -218,6 +294,8 @@ impl Engine {
             }
         }
         self.fetch_waiters.clear();
+        self.deferred_fetches.clear();
+        self.transcodes.clear();
         self.dry_done.clear();
         // Cut short: the caller sweeps them again on the next connection.
         self.sweeps.clear();
@@ -227,6 +305,10 @@ impl Engine {
 
     /// One stanza from the component stream.
     pub fn handle_stanza(&mut self, now: Instant, stanza: Element) {
+        if let Some(kind) = over_limit(&stanza) {
+            self.over_limit(now, &stanza, kind);
+            return self.after_input(now);
+        }
         match stanza.name() {
             "iq" => self.handle_iq(now, &stanza),
             "presence" => self.handle_presence(now, &stanza),
@@ -242,8 +324,11 @@ impl Engine {
             self.report_at = None;
             self.report_capabilities();
         }
-        let expired: Vec<String> =
-            self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(id, _)| id.clone()).collect();
+        let mut expired: Vec<(Instant, String)> =
+            self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(id, p)| (p.deadline, id.clone())).collect();
+        // In the order they were sent (ids are `gw<n>`), so a run is the same every time.
+        expired.sort_by(|(t1, a), (t2, b)| (t1, a.len(), a).cmp(&(t2, b.len(), b)));
+        let expired = expired.into_iter().map(|(_, id)| id);
         for id in expired {
             if let Some(p) = self.pending.remove(&id) {
                 self.exchange_failed(now, p.exchange, "timeout");
@@ -284,6 +369,22 @@ impl Engine {
         self.outbox.pop_front()
     }
 
+    /// The next image job for the shell to run (then [`Engine::handle_transcoded`] with its result). Accounts take
+    /// turns; ask only when a worker is free, so the queue (and its fairness) stays here.
+    #[must_use]
+    pub fn poll_transcode(&mut self) -> Option<TranscodeJob> {
+        self.transcodes.poll(&self.config.limits)
+    }
+
+    /// An image job's result: whatever waited for it goes on (adopt, observe the vCard, acknowledge the owner).
+    pub fn handle_transcoded(&mut self, now: Instant, done: TranscodeResult) {
+        let Some((hash, purposes)) = self.transcodes.finish(done.id) else { return };
+        for purpose in purposes {
+            self.transcoded(now, hash, purpose, done.result.as_ref());
+        }
+        self.after_input(now);
+    }
+
     /// The next event to log.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
@@ -303,6 +404,49 @@ impl Engine {
         &self.grants
     }
 
+    /// Whether `jid` is the domain JID of a served host: the server itself, the only sender trusted with
+    /// announcements and delegated stanzas. Users reach the component directly, and the server stamps their
+    /// `from` (RFC 6120 §8.1.2.1), so a user can never appear as a domain JID.
+    fn is_server(&self, jid: &Jid) -> bool {
+        jid.node().is_none() && jid.resource().is_none() && self.serves(jid)
+    }
+
+    /// Whether `jid` belongs to a served host (an account, or the host itself).
+    fn serves(&self, jid: &Jid) -> bool {
+        self.config.hosts.iter().any(|h| h.domain() == jid.domain())
+    }
+
+    /// Tells of a refused stanza, at most once per [`NOTE_EVERY`] per sender, so a flood costs one log line.
+    fn note_untrusted(&mut self, now: Instant, from: Option<&Jid>, what: Refusal) {
+        let from = from.map_or_else(|| "(no from)".to_owned(), Jid::to_string);
+        if self.noted.get(&from).is_some_and(|&at| now.saturating_duration_since(at) < NOTE_EVERY) {
+            return;
+        }
+        self.noted.put(from.clone(), now);
+        self.events.push_back(Event::Untrusted { from, what });
+    }
+
+    /// A stanza the link replaced by its over-limit marker: an IQ request gets `policy-violation` (RFC 6120
+    /// §8.3.3.12), a reply fails the exchange it answers, anything else is dropped. The link stays up.
+    fn over_limit(&mut self, now: Instant, stanza: &Element, kind: LimitKind) {
+        let from = stanza.attr("from").and_then(|f| Jid::new(f).ok());
+        self.note_untrusted(now, from.as_ref(), Refusal::OverLimit(kind));
+        let Ok(envelope) = Iq::parse(stanza) else { return };
+        if envelope.kind.is_request() {
+            return self.outbox.push_back(envelope.error_reply(ns::COMPONENT, Condition::PolicyViolation));
+        }
+        let asked = envelope.from.as_ref().map(Jid::to_string);
+        if self.pending.get(&envelope.id).is_some_and(|p| asked.as_ref() == Some(&p.asked))
+            && let Some(p) = self.pending.remove(&envelope.id)
+        {
+            let reason = match kind {
+                LimitKind::Depth => "the reply nests deeper than the stanza limit",
+                LimitKind::Size => "the reply is larger than the stanza limit",
+            };
+            self.exchange_failed(now, p.exchange, reason);
+        }
+    }
+
     fn report_capabilities(&mut self) {
         let hosts: Vec<String> = self.grants.hosts().map(str::to_owned).collect();
         for host in hosts {
@@ -313,24 +457,30 @@ impl Engine {
 
     fn handle_message(&mut self, now: Instant, message: &Element) {
         let from = message.attr("from").and_then(|f| Jid::new(f).ok());
-        // Only a server (a domain JID) announces grants; check that before reading the announcement.
-        if let Some(from) = from.as_ref().filter(|j| j.node().is_none())
-            && let Some(privileges) = Privileges::from_message(message)
-        {
-            self.grants.privileges.insert(from.domain().to_string(), privileges);
-            return;
+        let from_server = from.as_ref().is_some_and(|j| self.is_server(j));
+        if let Some(privileges) = Privileges::from_message(message) {
+            return match &from {
+                Some(host) if from_server => {
+                    self.grants.privileges.insert(host.domain().to_string(), privileges);
+                }
+                _ => self.note_untrusted(now, from.as_ref(), Refusal::PrivilegeAnnouncement),
+            };
         }
         if let Some((version, namespaces)) = component::delegated_namespaces(message) {
+            if !from_server {
+                return self.note_untrusted(now, from.as_ref(), Refusal::DelegationAnnouncement);
+            }
             self.grants.delegation_version = Some(version);
             self.grants.delegated.extend(namespaces);
             return;
         }
-        // PEP notifications (when the server sends them to us): the metadata item is authoritative.
+        // PEP notifications (when the server sends them to us): the metadata item is authoritative. The server
+        // stamps `from`, so an event can only ever speak for its sender's own account.
         let (Some(from), Some(event)) = (from, message.get_child("event", ns::PUBSUB_EVENT)) else { return };
-        let account = from.to_bare();
-        if from.node().is_none() {
+        if from.node().is_none() || !self.serves(&from) {
             return;
         }
+        let account = from.to_bare();
         match xep0084::parse_event(event) {
             Ok(Some(event)) => self.pep_event(now, &account, event),
             Ok(None) => {}
@@ -340,7 +490,7 @@ impl Engine {
 
     fn handle_presence(&mut self, now: Instant, presence: &Element) {
         let Some(from) = presence.attr("from").and_then(|f| Jid::new(f).ok()) else { return };
-        if from.node().is_none() || presence.attr("type").is_some() {
+        if from.node().is_none() || !self.serves(&from) || presence.attr("type").is_some() {
             return; // unavailable, subscriptions, errors (our own bounced presences when the link was down)
         }
         let account = from.to_bare();
@@ -381,8 +531,13 @@ impl Engine {
             return;
         }
         if let Some(delegated) = component::delegated(stanza) {
-            self.handle_delegated(now, &envelope, delegated);
-            return;
+            // XEP-0355 §7: only the server forwards delegated IQs. The same wrapper from anyone else is a user
+            // trying to speak as another user (the inner `from` is whatever they wrote).
+            if !envelope.from.as_ref().is_some_and(|j| self.is_server(j)) {
+                self.note_untrusted(now, envelope.from.as_ref(), Refusal::Delegation);
+                return self.outbox.push_back(envelope.error_reply(ns::COMPONENT, Condition::Forbidden));
+            }
+            return self.handle_delegated(now, &envelope, delegated);
         }
         let reply = match envelope.payload.as_ref() {
             Some(q) if envelope.kind == IqType::Get && q.is("query", ns::DISCO_INFO) => Some(self.disco_info(q)),
@@ -431,7 +586,8 @@ impl Engine {
         self.pending.insert(id, Pending { deadline: now + self.config.iq_timeout, exchange, asked });
     }
 
-    /// Sends a XEP-0356 privileged IQ on the account's behalf, if that right was granted; says so if not.
+    /// Sends a XEP-0356 privileged IQ on the account's behalf, about its own data, if that right was granted; says
+    /// so if not.
     fn privileged(
         &mut self,
         now: Instant,
@@ -441,21 +597,36 @@ impl Engine {
         payload: Element,
         exchange: Exchange,
     ) -> bool {
-        if !self.grants.allows_iq(account.domain().as_str(), namespace, kind) {
+        self.privileged_as(now, account, account, namespace, kind, payload, exchange)
+    }
+
+    /// Sends a privileged IQ as `managed` to `target` (another account when the gateway asks as a reader, so that
+    /// the server applies `target`'s access model to `managed`).
+    #[allow(clippy::too_many_arguments)]
+    fn privileged_as(
+        &mut self,
+        now: Instant,
+        managed: &BareJid,
+        target: &BareJid,
+        namespace: &'static str,
+        kind: IqType,
+        payload: Element,
+        exchange: Exchange,
+    ) -> bool {
+        if !self.grants.allows_iq(managed.domain().as_str(), namespace, kind) {
             let what = format!("{} {namespace}", kind.as_str());
-            self.sweep_refused(account, || format!("not granted: {what}"));
-            self.events.push_back(Event::NotGranted { account: account.to_string(), what });
+            self.sweep_refused(managed, || format!("not granted: {what}"));
+            self.events.push_back(Event::NotGranted { account: managed.to_string(), what });
             return false;
         }
         let id = self.id();
         if self.config.dry_run && kind == IqType::Set {
             self.dry_done.push_back(id.clone());
         } else {
-            let inner = iq(ns::CLIENT, kind, &id, None, None, Some(payload));
             let component = self.config.component.clone();
-            self.outbox.push_back(component::privileged_iq(&id, &component, account.as_str(), inner));
+            self.outbox.push_back(component::privileged_iq(&id, &component, managed, target, kind, payload));
         }
-        let asked = account.to_string();
+        let asked = managed.to_string();
         self.pending.insert(id, Pending { deadline: now + self.config.iq_timeout, exchange, asked });
         true
     }
@@ -505,13 +676,24 @@ impl Engine {
         self.refuse(account, scheme, reason);
     }
 
+    /// Refuses `hash` for the scheme; the scheme's state is forgotten only if it still shows that hash (a newer
+    /// one seen meanwhile is waiting for its own fetch and must not be lost).
+    fn reject_hash(&mut self, account: &BareJid, scheme: Scheme, hash: AvatarHash, reason: String) {
+        if self.account(account).seen(scheme) == Seen::Avatar(hash) {
+            self.reject(account, scheme, reason);
+        } else {
+            self.refuse(account, scheme, reason);
+        }
+    }
+
     /// The bytes of `hash`, from the cache or the store, re-validated when they come from disk.
     fn rendition(&mut self, hash: &AvatarHash) -> Option<Rendition> {
         if let Some(r) = self.cache.get(hash) {
             return Some(r);
         }
+        // Only validated bytes are ever stored: reading them back checks the hash and the header, no pixels.
         let bytes = self.store.load_blob(hash).ok().flatten()?;
-        let r = Rendition::from_bytes(bytes, &self.config.limits).ok().filter(|r| r.hash() == *hash)?;
+        let r = Rendition::from_stored(bytes, *hash).ok()?;
         self.cache.insert(r.clone());
         Some(r)
     }
@@ -531,23 +713,36 @@ impl Engine {
                 self.plan_writes(now, account);
                 self.answer_readers_if_settled(account);
             }
-            Verdict::Candidate(hash) => {
-                if let Some(r) = self.rendition(&hash) {
-                    self.adopt(now, account, scheme, r);
-                } else if let Some(reason) = self.cache.failure(&hash, now) {
-                    let reason = format!("{hash} failed before ({reason}); not fetched again yet");
-                    self.reject(account, scheme, reason);
-                } else {
-                    self.fetch(now, account, scheme, hash, legacy_from);
-                }
-            }
+            Verdict::Candidate(hash) => self.candidate(now, account, scheme, hash, legacy_from),
+        }
+    }
+
+    /// A new hash for the account: known bytes are adopted at once; a hash that failed for this account waits out
+    /// its negative TTL; anything else is fetched.
+    fn candidate(&mut self, now: Instant, account: &BareJid, scheme: Scheme, hash: AvatarHash, from: Option<&Jid>) {
+        if let Some(r) = self.rendition(&hash) {
+            self.adopt_held(now, account, scheme, r);
+        } else if let Some(reason) = self.cache.failure(account, &hash, now) {
+            let reason = format!("{hash} failed before ({reason}); not fetched again yet");
+            self.reject(account, scheme, reason);
+        } else {
+            self.fetch(now, account, scheme, hash, from);
         }
     }
 
     /// Asks the scheme for the bytes of `hash` (once per hash at a time: concurrent askers share the fetch).
+    ///
+    /// One fetch per account at a time: while one is out, a newer hash of the same account only replaces the
+    /// deferred one (the latest wins), so an account that changes its avatar hundreds of times a second costs one
+    /// fetch and one transcode per round trip, and the other accounts' work is not queued behind its flood.
     fn fetch(&mut self, now: Instant, account: &BareJid, scheme: Scheme, hash: AvatarHash, legacy_from: Option<&Jid>) {
-        if self.is_pending(|e| e.fetches(&hash)) {
-            return self.fetch_waiters.entry(hash).or_default().push((account.clone(), scheme));
+        let waiter = Waiter { account: account.clone(), scheme, legacy_from: legacy_from.cloned(), hash };
+        if self.is_pending(|e| e.fetches(&hash)) || self.transcodes.adopts_hash(&hash) {
+            return self.fetch_waiters.entry(hash).or_default().push(waiter);
+        }
+        if self.is_pending(|e| e.fetches_for(account)) || self.transcodes.adopting(account) {
+            self.deferred_fetches.insert(account.clone(), waiter);
+            return;
         }
         match (scheme, legacy_from) {
             (Scheme::Legacy, Some(full)) => {
@@ -565,7 +760,7 @@ impl Engine {
         }
     }
 
-    /// Validated bytes arrived for `scheme`: check them against the claimed hash, derive renditions, adopt.
+    /// Bytes arrived for `scheme`: check them against the claimed hash, validate, derive renditions, adopt.
     fn accept_bytes(
         &mut self,
         now: Instant,
@@ -577,34 +772,71 @@ impl Engine {
         let hash = AvatarHash::of(&bytes);
         self.events.push_back(Event::Fetched { account: account.to_string(), scheme, hash });
         if let Some(claimed) = claimed.filter(|c| *c != hash) {
+            // Held against this account only: anyone may advertise anyone's hash (see `cache`).
             let reason = format!("advertised {claimed} but the bytes hash to {hash}");
-            self.cache.mark_failed(claimed, reason.clone(), now);
-            self.reject(account, scheme, reason.clone());
-            return self.release_waiters(now, claimed, Err(reason));
+            self.cache.mark_failed(account, claimed, reason.clone(), now);
+            self.reject_hash(account, scheme, claimed, reason.clone());
+            self.release_waiters(now, claimed, Err(reason));
+            return self.fetch_done(now, account);
         }
-        match Rendition::from_bytes(bytes, &self.config.limits) {
-            Ok(r) => {
-                self.adopt(now, account, scheme, r.clone());
-                self.release_waiters(now, hash, Ok(r));
+        // Superseded while in flight, and nobody else waits for it: not worth a decode.
+        if self.account(account).seen(scheme) == Seen::Avatar(hash) || self.fetch_waiters.contains_key(&hash) {
+            // The fetch is over once its bytes are judged: `fetch_done` follows the transcode.
+            return self.transcodes.request(bytes.into(), Purpose::Adopt { account: account.clone(), scheme });
+        }
+        self.fetch_done(now, account);
+    }
+
+    /// An image job ended for one of the things that waited for it.
+    fn transcoded(
+        &mut self,
+        now: Instant,
+        hash: AvatarHash,
+        purpose: Purpose,
+        result: Result<&Transcoded, &crate::image::ImageError>,
+    ) {
+        match (purpose, result) {
+            (Purpose::Adopt { account, scheme }, Ok(t)) => {
+                if self.account(&account).seen(scheme) == Seen::Avatar(hash) {
+                    self.adopt(now, &account, scheme, t.clone());
+                }
+                self.release_waiters(now, hash, Ok(t));
+                self.fetch_done(now, &account);
             }
-            Err(e) => {
-                self.cache.mark_failed(hash, e.to_string(), now);
-                self.reject(account, scheme, e.to_string());
+            (Purpose::Adopt { account, scheme }, Err(e)) => {
+                self.cache.mark_failed(&account, hash, e.to_string(), now);
+                self.reject_hash(&account, scheme, hash, e.to_string());
                 self.release_waiters(now, hash, Err(e.to_string()));
+                self.fetch_done(now, &account);
+            }
+            (Purpose::VcardRead { account }, result) => self.vcard_transcoded(now, &account, hash, result),
+            (Purpose::Storage { account, set }, result) => {
+                let (outer, delegated) = *set;
+                self.storage_transcoded(now, &account, &outer, &delegated, result)
             }
         }
     }
 
-    /// A shared fetch ended: accounts that still see that hash adopt its bytes, or are refused with its reason.
-    fn release_waiters(&mut self, now: Instant, hash: AvatarHash, result: Result<Rendition, String>) {
-        for (account, scheme) in self.fetch_waiters.remove(&hash).unwrap_or_default() {
-            if self.account(&account).seen(scheme) != Seen::Avatar(hash) {
+    /// A shared fetch ended: accounts that still see that hash adopt its bytes. If it failed, each of them asks
+    /// its own source: the failure is the fetched account's, not theirs (a user may advertise another's hash and
+    /// answer with junk precisely to make a waiting victim fail).
+    fn release_waiters(&mut self, now: Instant, hash: AvatarHash, result: Result<&Transcoded, String>) {
+        for w in self.fetch_waiters.remove(&hash).unwrap_or_default() {
+            if self.account(&w.account).seen(w.scheme) != Seen::Avatar(hash) {
                 continue;
             }
             match &result {
-                Ok(r) => self.adopt(now, &account, scheme, r.clone()),
-                Err(reason) => self.reject(&account, scheme, format!("fetching {hash} failed: {reason}")),
+                Ok(t) => self.adopt(now, &w.account, w.scheme, (*t).clone()),
+                Err(_) => self.candidate(now, &w.account, w.scheme, hash, w.legacy_from.as_ref()),
             }
+        }
+    }
+
+    /// The account's fetch is over: start the one deferred behind it, if the account still shows that hash.
+    pub(super) fn fetch_done(&mut self, now: Instant, account: &BareJid) {
+        let Some(w) = self.deferred_fetches.remove(account) else { return };
+        if self.account(account).seen(w.scheme) == Seen::Avatar(w.hash) {
+            self.candidate(now, account, w.scheme, w.hash, w.legacy_from.as_ref());
         }
     }
 }

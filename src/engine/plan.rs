@@ -9,51 +9,53 @@ use std::time::Instant;
 use xmpp_parsers::jid::BareJid;
 
 use super::account::{Current, Scheme, Seen};
-use super::exchange::{Exchange, Reader};
+use super::exchange::{Access, Exchange, Reader};
+use super::transcode::Purpose;
 use super::{Engine, Event};
 use crate::avatar::AvatarHash;
-use crate::image::{PngRendition, Rendition};
+use crate::image::{PngRendition, Rendition, Transcoded};
 use crate::wire::component::{self, Delegated};
 use crate::wire::stanza::{Condition, Iq, IqType};
 use crate::wire::{ns, vcard, xep0008, xep0084};
 
 impl Engine {
-    /// Makes validated bytes the account's avatar: derive the renditions, remember them, answer waiting readers,
-    /// and write the schemes that lack it.
-    pub(super) fn adopt(&mut self, now: Instant, account: &BareJid, scheme: Scheme, original: Rendition) {
-        let limits = self.config.limits.clone();
-        // The same image met before (another account, a reconnect): reuse its renditions rather than transcode again.
+    /// Adopts an image already held (cache or store): with the renditions made of it before when they are still
+    /// held, else after they are made again (a job for the shell; nothing is decoded here).
+    pub(super) fn adopt_held(&mut self, now: Instant, account: &BareJid, scheme: Scheme, original: Rendition) {
         let known = self.cache.derived_from(&original.hash()).and_then(|d| {
             let png = self.rendition(&d.png)?.as_png()?;
-            Some((png, self.rendition(&d.legacy)?))
+            Some(Transcoded { png, legacy: self.rendition(&d.legacy)?, original: original.clone() })
         });
-        let derived = match known {
-            Some(pair) => Ok(pair),
-            None => original.to_png(&limits).and_then(|png| Ok((png, original.to_legacy(&limits)?))),
-        };
-        let (png, legacy) = match derived {
-            Ok(d) => d,
-            Err(e) => {
-                self.cache.mark_failed(original.hash(), e.to_string(), now);
-                return self.reject(account, scheme, e.to_string());
+        match known {
+            Some(t) => self.adopt(now, account, scheme, t),
+            None => {
+                let purpose = Purpose::Adopt { account: account.clone(), scheme };
+                self.transcodes.request(original.shared_bytes(), purpose);
             }
-        };
+        }
+    }
+
+    /// Makes a validated image and its renditions the account's avatar: remember them, answer waiting readers,
+    /// and write the schemes that lack it.
+    pub(super) fn adopt(&mut self, now: Instant, account: &BareJid, scheme: Scheme, transcoded: Transcoded) {
+        let Transcoded { original, png, legacy } = transcoded;
         let current = Current { original: original.hash(), source: scheme, png: png.hash(), legacy: legacy.hash() };
+        // The record first: it pins the renditions (the store counts an account's references), so they are born
+        // pinned and saving one can never evict the other under a small budget.
+        self.account(account).adopt(current);
+        self.persist(account);
         for r in [&original, &*png, &legacy] {
-            self.cache.insert(r.clone());
-            if let Err(e) = self.store.save_blob(&r.hash(), r.bytes(), false) {
+            if let Err(e) = self.store.save_blob(&r.hash(), r.bytes()) {
                 self.events.push_back(Event::StoreFailed(e.to_string()));
             }
         }
-        self.cache.link(current.original, crate::cache::Derived { png: current.png, legacy: current.legacy });
-        self.account(account).adopt(current);
-        self.persist(account);
+        self.hold(&Transcoded { original, png, legacy });
         self.events.push_back(Event::Adopted { account: account.to_string(), scheme, hash: current.original });
         self.answer_readers_if_settled(account);
         self.plan_writes(now, account);
     }
 
-    /// A vCard read brought its bytes along: observe, and adopt straight from them when they are new.
+    /// A vCard read brought its bytes along: observe them, once judged when they are new (a job for the shell).
     pub(super) fn observe_with_bytes(
         &mut self,
         now: Instant,
@@ -62,16 +64,35 @@ impl Engine {
         hash: AvatarHash,
         bytes: Vec<u8>,
     ) {
-        if self.cache.failure(&hash, now).is_none() && !self.cache.contains(&hash) {
-            match Rendition::from_bytes(bytes, &self.config.limits) {
-                Ok(r) => {
-                    self.events.push_back(Event::Fetched { account: account.to_string(), scheme, hash });
-                    self.cache.insert(r);
-                }
-                Err(e) => self.cache.mark_failed(hash, e.to_string(), now),
-            }
+        if self.cache.failure(account, &hash, now).is_none() && self.rendition(&hash).is_none() {
+            self.events.push_back(Event::Fetched { account: account.to_string(), scheme, hash });
+            return self.transcodes.request(bytes.into(), Purpose::VcardRead { account: account.clone() });
         }
         self.observe(now, account, scheme, Seen::Avatar(hash), None);
+    }
+
+    /// The vCard's image was judged: a good one is held with its renditions, a bad one marked failed; either way the
+    /// vCard is now observed (a bad image is then refused and changes nothing).
+    pub(super) fn vcard_transcoded(
+        &mut self,
+        now: Instant,
+        account: &BareJid,
+        hash: AvatarHash,
+        result: Result<&Transcoded, &crate::image::ImageError>,
+    ) {
+        match result {
+            Ok(t) => self.hold(t),
+            Err(e) => self.cache.mark_failed(account, hash, e.to_string(), now),
+        }
+        self.observe(now, account, Scheme::Vcard, Seen::Avatar(hash), None);
+    }
+
+    /// Keeps an image and its renditions in the cache, linked, so adopting it later needs no image work.
+    fn hold(&mut self, t: &Transcoded) {
+        for r in [&t.original, &*t.png, &t.legacy] {
+            self.cache.insert(r.clone());
+        }
+        self.cache.link(t.original.hash(), crate::cache::Derived { png: t.png.hash(), legacy: t.legacy.hash() });
     }
 
     /// The schemes the current avatar must be written to, given where it came from.
@@ -274,17 +295,26 @@ impl Engine {
         };
         // A user's IQ to its own bare JID arrives without `to` (Prosody).
         let account = inner.to.as_ref().map_or(sender.clone(), |t| t.to_bare());
+        // A host delegates only its own accounts' namespaces (XEP-0355 §4): anything else is not ours to answer.
+        if outer.from.as_ref().is_none_or(|host| host.domain() != account.domain()) {
+            self.note_untrusted(now, outer.from.as_ref(), super::Refusal::ForeignAccount);
+            return self.reply_delegated(outer, &delegated, Condition::Forbidden);
+        }
         let query = match inner.payload.as_ref().map(xep0008::Query::parse) {
             Some(Ok(q)) => q,
             _ => return self.reply_delegated(outer, &delegated, Condition::BadRequest),
         };
         match (inner.kind, query.store) {
             (IqType::Get, store) => {
+                let access = self.reader_access(now, outer, &sender, &account);
                 let deadline = now + self.config.iq_timeout;
-                let reader = Reader { outer: outer.clone(), version: delegated.version, inner, store, deadline };
+                let reader =
+                    Reader { outer: outer.clone(), version: delegated.version, inner, store, deadline, access };
                 self.readers.entry(account.clone()).or_default().push(reader);
-                self.ensure_converts_known(now, &account);
-                self.refresh(now, &account, None);
+                if !matches!(access, Access::Denied(_)) {
+                    self.ensure_converts_known(now, &account);
+                    self.refresh(now, &account, None);
+                }
                 self.answer_readers_if_settled(&account);
             }
             (IqType::Set, xep0008::Store::Storage) if sender == account => {
@@ -295,7 +325,8 @@ impl Engine {
         }
     }
 
-    /// The owner stores its XEP-0008 avatar with us: keep it durably (we are its only holder), then convert it.
+    /// The owner stores its XEP-0008 avatar with us: once the image is judged valid (a job for the shell), keep it
+    /// durably (we are its only holder), acknowledge, then convert it. "No data" clears at once.
     fn storage_set(
         &mut self,
         now: Instant,
@@ -304,36 +335,47 @@ impl Engine {
         account: &BareJid,
         data: Option<xep0008::LegacyData>,
     ) {
-        let previous = self.account(account).storage;
-        let stored = match data {
-            None => None,
-            Some(d) => match Rendition::from_bytes(d.bytes, &self.config.limits) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    self.refuse(account, Scheme::Legacy, e.to_string());
-                    return self.reply_delegated(outer, delegated, Condition::NotAcceptable);
-                }
-            },
+        match data {
+            Some(d) => {
+                let set = Box::new((outer.clone(), delegated.clone()));
+                let purpose = Purpose::Storage { account: account.clone(), set };
+                self.transcodes.request(d.bytes.into(), purpose);
+            }
+            None => self.storage_transcoded(now, account, outer, delegated, Ok(None)),
+        }
+    }
+
+    /// The owner's storage set, its image judged (`Ok(None)`: the owner cleared it).
+    pub(super) fn storage_transcoded<'t>(
+        &mut self,
+        now: Instant,
+        account: &BareJid,
+        outer: &Iq,
+        delegated: &Delegated,
+        result: Result<impl Into<Option<&'t Transcoded>>, &crate::image::ImageError>,
+    ) {
+        let stored = match result {
+            Ok(t) => t.into(),
+            Err(e) => {
+                self.refuse(account, Scheme::Legacy, e.to_string());
+                return self.reply_delegated(outer, delegated, Condition::NotAcceptable);
+            }
         };
-        if let Some(r) = &stored
-            && let Err(e) = self.store.save_blob(&r.hash(), r.bytes(), true)
+        if let Some(t) = stored
+            && let Err(e) = self.store.save_blob(&t.original.hash(), t.original.bytes())
         {
             self.events.push_back(Event::StoreFailed(e.to_string()));
             return self.reply_delegated(outer, delegated, Condition::InternalServerError);
         }
-        if let Some(old) = previous.filter(|h| Some(*h) != stored.as_ref().map(Rendition::hash)) {
-            let _ = self.store.unpin_blob(&old);
-        }
-        self.account(account).storage = stored.as_ref().map(Rendition::hash);
+        self.account(account).storage = stored.map(|t| t.original.hash());
         self.persist(account);
         let reply = delegated.inner.result(ns::CLIENT, None);
         self.outbox.push_back(component::delegated_reply(outer, delegated.version, reply));
         self.ensure_converts_known(now, account);
         match stored {
-            Some(r) => {
-                let hash = r.hash();
-                self.cache.insert(r);
-                self.observe(now, account, Scheme::Legacy, Seen::Avatar(hash), None);
+            Some(t) => {
+                self.hold(t);
+                self.observe(now, account, Scheme::Legacy, Seen::Avatar(t.original.hash()), None);
             }
             None => self.observe(now, account, Scheme::Legacy, Seen::NoAvatar, None),
         }
@@ -344,15 +386,56 @@ impl Engine {
         self.outbox.push_back(component::delegated_reply(outer, delegated.version, reply));
     }
 
-    /// Answers waiting readers once the account's avatar is known, or once nothing more can be learnt.
+    /// Whether `requester` may have `account`'s avatar, as the server decides for the account's PEP: the owner
+    /// always; another local account by the answer the server gives when the gateway reads the metadata node *as
+    /// that account* (XEP-0356 privileged IQ from the requester to the account), so the node's access model,
+    /// roster groups and subscriptions apply exactly as the server applies them; anyone else not at all (the
+    /// gateway cannot ask as a remote user, so it fails closed: SECURITY.md).
+    fn reader_access(&mut self, now: Instant, outer: &Iq, requester: &BareJid, account: &BareJid) -> Access {
+        if requester == account {
+            return Access::Allowed;
+        }
+        let local = self.config.hosts.iter().any(|h| h.domain() == requester.domain());
+        if !local || !self.grants.allows_iq(requester.domain().as_str(), ns::PUBSUB, IqType::Get) {
+            return Access::Denied(Condition::Forbidden);
+        }
+        let request = xep0084::request_items(xep0084::AvatarNode::METADATA, None);
+        let exchange = Exchange::ReaderAccess { account: account.clone(), reader: outer.id.clone() };
+        self.privileged_as(now, requester, account, ns::PUBSUB, IqType::Get, request, exchange);
+        Access::Asking
+    }
+
+    /// The server answered the gateway's read as a reader: a result, or an empty node (the avatar then lives only
+    /// in schemes every entity may read: a vCard, XEP-0008 storage), lets the reader have it; any other error is
+    /// what the reader gets, exactly as the server would have answered its own PEP read.
+    pub(super) fn reader_answered(&mut self, account: &BareJid, reader: &str, refusal: Option<Option<&str>>) {
+        let access = match refusal {
+            None | Some(Some("item-not-found")) => Access::Allowed,
+            Some(condition) => Access::Denied(condition.and_then(Condition::from_name).unwrap_or(Condition::Forbidden)),
+        };
+        if let Some(r) = self.readers.get_mut(account).into_iter().flatten().find(|r| r.outer.id == reader) {
+            r.access = access;
+        }
+        self.answer_readers_if_settled(account);
+    }
+
+    /// Answers waiting readers: refused ones at once; allowed ones once the account's avatar is known, or once
+    /// nothing more can be learnt.
     pub(super) fn answer_readers_if_settled(&mut self, account: &BareJid) {
-        if !self.readers.contains_key(account) {
-            return;
+        let Some(readers) = self.readers.get_mut(account) else { return };
+        let (denied, rest): (Vec<Reader>, Vec<Reader>) =
+            std::mem::take(readers).into_iter().partition(|r| matches!(r.access, Access::Denied(_)));
+        *readers = rest;
+        for reader in denied {
+            self.answer_reader(account, reader, None);
+        }
+        if self.readers.get(account).is_none_or(|rs| rs.iter().any(|r| r.access == Access::Asking)) {
+            return self.forget_empty_readers(account);
         }
         let current = self.accounts.get(account).and_then(|a| a.current().copied());
         let rendition = match current {
             Some(c) => self.rendition(&c.legacy),
-            None if self.is_pending(|e| e.account() == account) => return,
+            None if self.is_pending(|e| e.account() == account) || self.transcodes.busy(account) => return,
             None => None,
         };
         for reader in self.readers.remove(account).unwrap_or_default() {
@@ -360,10 +443,21 @@ impl Engine {
         }
     }
 
+    fn forget_empty_readers(&mut self, account: &BareJid) {
+        if self.readers.get(account).is_some_and(Vec::is_empty) {
+            self.readers.remove(account);
+        }
+    }
+
+    /// Answers one reader: with the rendition if it may have it, else with the refusal (an unanswered access
+    /// check counts as a refusal: the gateway fails closed).
     pub(super) fn answer_reader(&mut self, account: &BareJid, reader: Reader, rendition: Option<Rendition>) {
-        let reply = match &rendition {
-            Some(r) => reader.inner.result(ns::CLIENT, Some(xep0008::query(reader.store, Some(r)))),
-            None => reader.inner.error_reply(ns::CLIENT, Condition::ItemNotFound),
+        let rendition = rendition.filter(|_| reader.access == Access::Allowed);
+        let reply = match (&rendition, reader.access) {
+            (Some(r), _) => reader.inner.result(ns::CLIENT, Some(xep0008::query(reader.store, Some(r)))),
+            (None, Access::Denied(condition)) => reader.inner.error_reply(ns::CLIENT, condition),
+            (None, Access::Asking) => reader.inner.error_reply(ns::CLIENT, Condition::InternalServerError),
+            (None, Access::Allowed) => reader.inner.error_reply(ns::CLIENT, Condition::ItemNotFound),
         };
         self.outbox.push_back(component::delegated_reply(&reader.outer, reader.version, reply));
         let reader_jid = reader.inner.from.map(|j| j.to_string()).unwrap_or_default();
@@ -387,7 +481,8 @@ impl Exchange {
             | Exchange::VcardWrite { account, .. }
             | Exchange::VcardSet { account, .. }
             | Exchange::PublishData { account, .. }
-            | Exchange::PublishMetadata { account, .. } => account,
+            | Exchange::PublishMetadata { account, .. }
+            | Exchange::ReaderAccess { account, .. } => account,
         }
     }
 

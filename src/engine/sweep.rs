@@ -104,7 +104,10 @@ impl Engine {
 
     /// Whether anything about `account` is still outstanding: a request, or a fetch it waits on.
     fn busy(&self, account: &BareJid) -> bool {
-        self.is_pending(|e| e.account() == account) || self.fetch_waiters.values().flatten().any(|(a, _)| a == account)
+        self.is_pending(|e| e.account() == account)
+            || self.deferred_fetches.contains_key(account)
+            || self.transcodes.busy(account)
+            || self.fetch_waiters.values().flatten().any(|w| &w.account == account)
     }
 
     /// Whether an avatar from `source` must reach PEP although the server converts (a swept vCard: see the module).

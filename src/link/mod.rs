@@ -3,10 +3,14 @@
 //! Framing and the handshake come from tokio-xmpp's `xmlstream` layer (stanzas as plain minidom elements, so the
 //! engine sees exactly what the server sent). What this shell adds: reconnect with exponential backoff, a
 //! keepalive ping on silence, the engine's timers, logging of the engine's events, and a filter under the parser
-//! that drops stray text between stanzas ([`stray_text`]: a server bug that would otherwise cost a reconnect).
+//! that drops stray text between stanzas ([`stray_text`]: a server bug that would otherwise cost a reconnect) and
+//! replaces a stanza too deep or too long for the parser by a marker stanza ([`limits`]: one remote user's stanza
+//! nested 15 000 levels would otherwise overflow the stack).
 
 pub mod filtered_io;
+pub mod limits;
 pub mod stray_text;
+pub mod workers;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -21,10 +25,12 @@ use tokio_xmpp::xmlstream::{self, ReadError, StreamHeader, Timeouts, XmlStream};
 use tracing::{debug, error, info, warn};
 use xmpp_parsers::minidom::Element;
 
-use crate::engine::{Engine, Event};
+use crate::engine::{Engine, Event, TranscodeJob, TranscodeResult};
 use crate::wire::stanza::{IqType, iq};
 use crate::wire::{ns, xml};
 use filtered_io::StrayTextGuard;
+use limits::StanzaLimits;
+use workers::ImageWorkers;
 
 /// How to reach the server.
 #[derive(Debug, Clone)]
@@ -39,6 +45,8 @@ pub struct LinkConfig {
     pub keepalive: Duration,
     /// Longest wait between reconnection attempts.
     pub max_backoff: Duration,
+    /// How deep and long one incoming stanza may be (enforced before parsing).
+    pub stanza_limits: StanzaLimits,
 }
 
 /// Why a connection attempt or a session ended.
@@ -80,6 +88,10 @@ pub trait Driven {
     fn handle_timeout(&mut self, now: std::time::Instant);
     /// The next stanza to send.
     fn poll_transmit(&mut self) -> Option<Element>;
+    /// The next image job to run off this thread ([`Engine::poll_transcode`]).
+    fn poll_transcode(&mut self) -> Option<TranscodeJob>;
+    /// An image job's result.
+    fn handle_transcoded(&mut self, now: std::time::Instant, done: TranscodeResult);
     /// When [`Driven::handle_timeout`] must next be called.
     fn poll_timeout(&self) -> Option<std::time::Instant>;
     /// Hands what happened to the operator (logs, reports), after every input.
@@ -105,6 +117,12 @@ impl Driven for Engine {
     }
     fn poll_transmit(&mut self) -> Option<Element> {
         Engine::poll_transmit(self)
+    }
+    fn poll_transcode(&mut self) -> Option<TranscodeJob> {
+        Engine::poll_transcode(self)
+    }
+    fn handle_transcoded(&mut self, now: std::time::Instant, done: TranscodeResult) {
+        Engine::handle_transcoded(self, now, done);
     }
     fn poll_timeout(&self) -> Option<std::time::Instant> {
         Engine::poll_timeout(self)
@@ -157,9 +175,9 @@ async fn connect(config: &LinkConfig) -> Result<Stream, LinkError> {
     tcp.set_nodelay(true).map_err(io)?;
     let header = StreamHeader { to: Some(Cow::Borrowed(&config.component)), from: None, id: None };
     let timeouts = Timeouts { read_timeout: config.keepalive, response_timeout: config.keepalive };
-    let pending = xmlstream::initiate_stream(BufStream::new(StrayTextGuard::new(tcp)), ns::COMPONENT, header, timeouts)
-        .await
-        .map_err(io)?;
+    let guard = StrayTextGuard::new(tcp, config.stanza_limits);
+    let pending =
+        xmlstream::initiate_stream(BufStream::new(guard), ns::COMPONENT, header, timeouts).await.map_err(io)?;
     let stream_id = pending.header().id.map(Cow::into_owned).ok_or_else(|| LinkError::Handshake {
         component: config.component.clone(),
         detail: "the stream header has no id".into(),
@@ -182,7 +200,9 @@ async fn session(
 ) -> Result<(), LinkError> {
     let server = config.component.split_once('.').map_or(config.component.as_str(), |(_, d)| d).to_owned();
     let mut pings = 0u64;
+    let mut workers = ImageWorkers::per_core();
     loop {
+        workers.start(driven);
         while let Some(stanza) = driven.poll_transmit() {
             debug!(out = %xml::to_string(&stanza));
             stream.send(&stanza).await.map_err(|e| LinkError::Lost(e.to_string()))?;
@@ -212,6 +232,7 @@ async fn session(
                 Some(Err(ReadError::StreamFooterReceived)) | None => return Err(LinkError::Lost("the server closed the stream".into())),
                 Some(Err(ReadError::HardError(e))) => return Err(LinkError::Lost(e.to_string())),
             },
+            done = workers.next() => driven.handle_transcoded(now(), done),
             () = sleep_until(timer) => driven.handle_timeout(now()),
             () = shutdown.as_mut() => {
                 let _ = stream.shutdown().await;
@@ -247,6 +268,7 @@ pub fn log_event(event: &Event) {
             }
         }
         Event::Refused { account, scheme, reason } => warn!(%account, scheme = scheme.name(), "refused: {reason}"),
+        Event::Untrusted { from, what } => warn!(%from, "{what} from {from} (this sender is quiet for a minute now)"),
         Event::StoreFailed(e) => error!("store: {e}"),
         Event::NotGranted { account, what } => warn!(%account, "not granted: {what}"),
         other => info!("{other:?}"),

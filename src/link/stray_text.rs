@@ -13,18 +13,26 @@
 //! "inside `<stream:stream>`, between stanzas"; non-whitespace character data there (including character
 //! references and CDATA sections) is dropped and reported. Whitespace passes (keepalives), and everything else passes
 //! unchanged, well-formed or not: the parser stays the judge of the rest.
+//!
+//! The same lexer is the only place that knows the depth before anything is parsed, so it also enforces the
+//! [`StanzaLimits`]: each top-level stanza is held until it ends, and one too deep or too long is replaced by a
+//! marker stanza (see [`super::limits`]). The stream header itself is never held.
+
+use super::limits::{OverLimit, Stanza, StanzaLimits};
 
 /// How many dropped bytes a report keeps for the log.
 pub const EXCERPT_LEN: usize = 32;
 
-/// What [`StrayTextFilter::feed`] dropped from one chunk.
+/// What [`StrayTextFilter::feed`] dropped from one chunk: stray text, and stanzas found over a limit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dropped {
     /// Separate stretches of stray text (one ends at the next markup or with the chunk).
     pub runs: usize,
-    /// Bytes dropped.
+    /// Bytes of stray text dropped.
     pub bytes: usize,
     excerpt: Vec<u8>,
+    /// Stanzas found over a limit in this chunk, each reported once (their bytes are not in `bytes`).
+    pub over_limit: Vec<OverLimit>,
 }
 
 impl Dropped {
@@ -95,8 +103,11 @@ pub struct StrayTextFilter {
     /// Dropping began since the last markup in this chunk: a further drop continues the run (whitespace between
     /// stray bytes passes without ending it).
     in_run: bool,
+    /// The top-level stanza being read: where every passed byte goes.
+    stanza: Stanza,
     total_runs: u64,
     total_bytes: u64,
+    total_over_limit: u64,
 }
 
 impl Default for StrayTextFilter {
@@ -106,22 +117,30 @@ impl Default for StrayTextFilter {
 }
 
 impl StrayTextFilter {
-    /// A filter at the start of a stream.
+    /// A filter at the start of a stream, with the default [`StanzaLimits`].
     pub fn new() -> Self {
+        Self::with_limits(StanzaLimits::DEFAULT)
+    }
+
+    /// A filter at the start of a stream, holding each stanza to `limits` (a depth of 0 counts as 1).
+    pub fn with_limits(limits: StanzaLimits) -> Self {
         Self {
             lex: Lex::Text,
             depth: 0,
             held: Vec::with_capacity(CDATA_OPEN.len() + 2),
             holding: false,
             in_run: false,
+            stanza: Stanza::new(limits),
             total_runs: 0,
             total_bytes: 0,
+            total_over_limit: 0,
         }
     }
 
     /// Appends to `out` every byte of `input` the parser may see, and says what was dropped, if anything.
     ///
-    /// Up to 8 bytes of markup opened between stanzas may be held back until the next chunk says what they start.
+    /// Up to 8 bytes of markup opened between stanzas may be held back until the next chunk says what they start,
+    /// and a stanza is held until its end tag (or, over a limit, replaced then).
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Option<Dropped> {
         let mut dropped = Dropped::default();
         // A run cut by the chunk boundary is reported with each chunk, so no report waits for the next stanza.
@@ -129,7 +148,7 @@ impl StrayTextFilter {
         let mut rest = input;
         while !rest.is_empty() {
             let skip = self.pass_through(rest);
-            out.extend_from_slice(&rest[..skip]);
+            self.stanza.put_slice(&rest[..skip], out, &mut dropped.over_limit);
             rest = &rest[skip..];
             if let Some((&b, tail)) = rest.split_first() {
                 self.step(b, out, &mut dropped);
@@ -138,12 +157,22 @@ impl StrayTextFilter {
         }
         self.total_runs += dropped.runs as u64;
         self.total_bytes += dropped.bytes as u64;
-        (dropped.bytes > 0).then_some(dropped)
+        self.total_over_limit += dropped.over_limit.len() as u64;
+        (dropped.bytes > 0 || !dropped.over_limit.is_empty()).then_some(dropped)
     }
 
-    /// The stream ended: releases held bytes (the parser will report the truncation itself).
+    /// The stream ended: releases held bytes and a stanza within the limits as far as it came (the parser will
+    /// report the truncation itself).
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        self.release(out);
+        // Markup is held only between stanzas, so it never sits beside a stanza's bytes.
+        out.append(&mut self.held);
+        self.holding = false;
+        self.stanza.finish(out);
+    }
+
+    /// The limits each stanza is held to.
+    pub fn limits(&self) -> StanzaLimits {
+        self.stanza.limits()
     }
 
     /// Current element depth (1 = between stanzas).
@@ -159,6 +188,11 @@ impl StrayTextFilter {
     /// Bytes of stray text dropped since the stream opened.
     pub fn total_bytes(&self) -> u64 {
         self.total_bytes
+    }
+
+    /// Stanzas found over a limit since the stream opened.
+    pub fn total_over_limit(&self) -> u64 {
+        self.total_over_limit
     }
 
     /// How many leading bytes of `rest` pass unchanged without changing state: the fast path through stanza text
@@ -177,38 +211,42 @@ impl StrayTextFilter {
             Lex::Text => return self.text(b, out, dropped),
             Lex::Open => match b {
                 b'!' => {
-                    self.emit(b, out);
+                    self.emit(b, out, dropped);
                     Lex::Bang
                 }
                 b'/' | b'?' => {
-                    self.release(out);
-                    out.push(b);
+                    self.release(out, dropped);
+                    self.put(b, out, dropped);
                     if b == b'/' { Lex::EndTag } else { Lex::Pi { question: false } }
                 }
                 _ => {
-                    self.release(out);
+                    if self.depth == 1 {
+                        // A start tag between stanzas: a stanza begins with the held `<`.
+                        self.stanza.begin();
+                    }
+                    self.release(out, dropped);
                     self.lex = Lex::StartTag { slash: false };
                     return self.step(b, out, dropped);
                 }
             },
             Lex::Bang => match b {
                 b'-' => {
-                    self.emit(b, out);
+                    self.emit(b, out, dropped);
                     Lex::BangDash
                 }
                 b'[' => {
-                    self.emit(b, out);
+                    self.emit(b, out, dropped);
                     Lex::BangCdata { matched: 1 }
                 }
                 _ => return self.declaration(b, out, dropped),
             },
             Lex::BangDash if b == b'-' => {
-                self.release(out);
-                out.push(b);
+                self.release(out, dropped);
+                self.put(b, out, dropped);
                 Lex::Comment { dashes: 0 }
             }
             Lex::BangCdata { matched } if CDATA_OPEN.get(matched) == Some(&b) => {
-                self.emit(b, out);
+                self.emit(b, out, dropped);
                 if matched + 1 < CDATA_OPEN.len() {
                     Lex::BangCdata { matched: matched + 1 }
                 } else if self.holding {
@@ -224,12 +262,15 @@ impl StrayTextFilter {
             }
             Lex::BangDash | Lex::BangCdata { .. } => return self.declaration(b, out, dropped),
             Lex::StartTag { .. } => {
-                out.push(b);
+                self.put(b, out, dropped);
                 match b {
                     b'\'' | b'"' => Lex::Quoted { quote: b },
                     b'/' => Lex::StartTag { slash: true },
                     b'>' => {
-                        if !matches!(self.lex, Lex::StartTag { slash: true }) {
+                        let empty = matches!(self.lex, Lex::StartTag { slash: true });
+                        // Depth 1 opens a stanza (level 1), deeper ones nest in it; 0 is the stream header.
+                        self.stanza.start_tag_closed(self.depth, empty, out, &mut dropped.over_limit);
+                        if !empty {
                             self.depth = self.depth.saturating_add(1);
                         }
                         Lex::Text
@@ -238,27 +279,30 @@ impl StrayTextFilter {
                 }
             }
             Lex::Quoted { quote } => {
-                out.push(b);
+                self.put(b, out, dropped);
                 if b == quote { Lex::StartTag { slash: false } } else { self.lex }
             }
             Lex::EndTag => {
-                out.push(b);
+                self.put(b, out, dropped);
                 if b == b'>' {
                     self.depth = self.depth.saturating_sub(1);
+                    if self.depth == 1 {
+                        self.stanza.end(out);
+                    }
                     Lex::Text
                 } else {
                     Lex::EndTag
                 }
             }
             Lex::Pi { question } => {
-                out.push(b);
+                self.put(b, out, dropped);
                 match b {
                     b'>' if question => Lex::Text,
                     _ => Lex::Pi { question: b == b'?' },
                 }
             }
             Lex::Comment { dashes } => {
-                out.push(b);
+                self.put(b, out, dropped);
                 match b {
                     b'>' if dashes >= 2 => Lex::Text,
                     b'-' => Lex::Comment { dashes: (dashes + 1).min(2) },
@@ -269,7 +313,7 @@ impl StrayTextFilter {
                 if drop {
                     dropped.drop_byte(b, !std::mem::replace(&mut self.in_run, true));
                 } else {
-                    out.push(b);
+                    self.put(b, out, dropped);
                 }
                 match b {
                     b'>' if brackets >= 2 => Lex::Text,
@@ -278,7 +322,7 @@ impl StrayTextFilter {
                 }
             }
             Lex::Decl => {
-                out.push(b);
+                self.put(b, out, dropped);
                 if b == b'>' { Lex::Text } else { Lex::Decl }
             }
         };
@@ -289,34 +333,40 @@ impl StrayTextFilter {
         if b == b'<' {
             self.in_run = false;
             self.holding = self.depth == 1;
-            self.emit(b, out);
+            self.emit(b, out, dropped);
             self.lex = Lex::Open;
         } else if self.depth == 1 && !matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
             dropped.drop_byte(b, !std::mem::replace(&mut self.in_run, true));
         } else {
-            out.push(b);
+            self.put(b, out, dropped);
         }
     }
 
     /// `<!` turned out to be neither a comment nor CDATA: pass it on and read to the next `>`.
     fn declaration(&mut self, b: u8, out: &mut Vec<u8>, dropped: &mut Dropped) {
-        self.release(out);
+        self.release(out, dropped);
         self.lex = Lex::Decl;
         self.step(b, out, dropped);
     }
 
     /// A markup byte: held while its kind is unknown between stanzas, passed otherwise.
-    fn emit(&mut self, b: u8, out: &mut Vec<u8>) {
+    fn emit(&mut self, b: u8, out: &mut Vec<u8>, dropped: &mut Dropped) {
         if self.holding {
             self.held.push(b);
         } else {
-            out.push(b);
+            self.put(b, out, dropped);
         }
     }
 
-    fn release(&mut self, out: &mut Vec<u8>) {
-        out.append(&mut self.held);
+    fn release(&mut self, out: &mut Vec<u8>, dropped: &mut Dropped) {
+        self.stanza.put_slice(&self.held, out, &mut dropped.over_limit);
+        self.held.clear();
         self.holding = false;
+    }
+
+    /// A byte that passes: on to `out` between stanzas, into the stanza being read otherwise.
+    fn put(&mut self, b: u8, out: &mut Vec<u8>, dropped: &mut Dropped) {
+        self.stanza.put(b, out, &mut dropped.over_limit);
     }
 }
 

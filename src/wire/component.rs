@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::minidom::Element;
 
 use super::ns;
@@ -143,15 +144,22 @@ fn collect_namespaces(el: &Element, into: &mut BTreeMap<String, Access>) {
     }
 }
 
-/// Wraps `inner` (a request built with [`iq`] in `jabber:client`, no `from`) in a XEP-0356 0.4 privileged IQ from
-/// the component to the managed user's bare JID.
-pub fn privileged_iq(outer_id: &str, component: &str, user_bare: &str, inner: Element) -> Element {
-    let kind = match inner.attr("type") {
-        Some("set") => IqType::Set,
-        _ => IqType::Get,
-    };
+/// Wraps a request payload in a XEP-0356 0.4 privileged IQ from the component, sent as `managed` (a local
+/// account's bare JID). The inner IQ carries `from` = `managed` and `to` = `target` explicitly (§4.5): ejabberd
+/// routes the inner IQ by its `to` and fails without one (`{badrecord,undefined}`, 24.12–26.07); Prosody's
+/// mod_privilege accepts either. `target` is `managed` itself for the account's own data, or another account
+/// when the gateway asks *as* `managed` (a reader) so that the server applies that account's access model.
+pub fn privileged_iq(
+    outer_id: &str,
+    component: &str,
+    managed: &BareJid,
+    target: &BareJid,
+    kind: IqType,
+    payload: Element,
+) -> Element {
+    let inner = iq(ns::CLIENT, kind, outer_id, Some(managed.as_str()), Some(target.as_str()), Some(payload));
     let wrapper = element("privileged_iq", ns::PRIVILEGE_2).append(inner).build();
-    iq(ns::COMPONENT, kind, outer_id, Some(component), Some(user_bare), Some(wrapper))
+    iq(ns::COMPONENT, kind, outer_id, Some(component), Some(managed.as_str()), Some(wrapper))
 }
 
 /// What came back for a privileged IQ.
@@ -163,12 +171,11 @@ pub enum PrivilegedReply {
     Error(Option<String>),
 }
 
-/// Unwraps the reply to a privileged IQ. An outer error is an error; an outer result carries the inner reply in
-/// `<privilege><forwarded><iq/>`, whose own type decides (Prosody puts errors there).
+/// Unwraps the reply to a privileged IQ, whatever the envelope. The inner IQ in `<privilege><forwarded><iq/>`
+/// decides when there is one: Prosody 0.12's mod_privilege puts an inner error inside an outer `result`; ejabberd
+/// ≥ 24.10 and prosody-modules of 2026 put it inside an outer `error` that has no `<error/>` of its own. Without
+/// a wrapper, the outer IQ speaks for itself (a refusal by mod_privilege, or an older server's bare result).
 pub fn privileged_reply(reply: &Iq, reply_element: &Element) -> PrivilegedReply {
-    if reply.kind == IqType::Error {
-        return PrivilegedReply::Error(reply.error.clone());
-    }
     let inner = reply_element
         .children()
         .find(|c| c.name() == "privilege" && (c.ns() == ns::PRIVILEGE_2 || c.ns() == ns::PRIVILEGE_1))
@@ -176,10 +183,10 @@ pub fn privileged_reply(reply: &Iq, reply_element: &Element) -> PrivilegedReply 
         .and_then(|f| f.children().find(|c| c.name() == "iq"));
     match inner.map(Iq::parse) {
         Some(Ok(inner)) if inner.kind == IqType::Result => PrivilegedReply::Result(inner.payload),
-        Some(Ok(inner)) => PrivilegedReply::Error(inner.error),
-        // A bare result with no wrapper: treat its own payload as the answer (lenient towards older servers).
-        None => PrivilegedReply::Result(reply.payload.clone()),
+        Some(Ok(inner)) => PrivilegedReply::Error(inner.error.or_else(|| reply.error.clone())),
         Some(Err(_)) => PrivilegedReply::Error(Some("bad-request".into())),
+        None if reply.kind == IqType::Error => PrivilegedReply::Error(reply.error.clone()),
+        None => PrivilegedReply::Result(reply.payload.clone().filter(|p| p.name() != "privilege")),
     }
 }
 
@@ -308,12 +315,33 @@ mod tests {
     }
 
     #[test]
-    fn wraps_privileged_iq() {
-        let inner = iq(ns::CLIENT, IqType::Get, "i1", None, None, Some(element("vCard", ns::VCARD).build()));
+    fn wraps_privileged_iq_with_the_inner_addresses() {
+        let alice = BareJid::new("alice@localhost").unwrap();
+        let payload = element("vCard", ns::VCARD).build();
         assert_eq!(
-            to_string(&privileged_iq("o1", "avatars.localhost", "alice@localhost", inner)),
-            "<iq xmlns='jabber:component:accept' from='avatars.localhost' id='o1' to='alice@localhost' type='get'><privileged_iq xmlns='urn:xmpp:privilege:2'><iq xmlns='jabber:client' id='i1' type='get'><vCard xmlns='vcard-temp'/></iq></privileged_iq></iq>"
+            to_string(&privileged_iq("o1", "avatars.localhost", &alice, &alice, IqType::Get, payload)),
+            "<iq xmlns='jabber:component:accept' from='avatars.localhost' id='o1' to='alice@localhost' type='get'><privileged_iq xmlns='urn:xmpp:privilege:2'><iq xmlns='jabber:client' from='alice@localhost' id='o1' to='alice@localhost' type='get'><vCard xmlns='vcard-temp'/></iq></privileged_iq></iq>"
         );
+    }
+
+    #[test]
+    fn inner_error_inside_outer_error_is_the_inner_condition() {
+        // ejabberd 26.07 and prosody-modules hg20260723 (Prosody 13.0.6): outer error, no <error/> of its own.
+        let r = el(
+            "<iq xmlns='jabber:component:accept' type='error' from='alice@localhost' to='avatars.localhost' id='priv-2'><privilege xmlns='urn:xmpp:privilege:2'><forwarded xmlns='urn:xmpp:forward:0'><iq xmlns='jabber:client' type='error' to='alice@localhost' id='wrapped-3'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq></forwarded></privilege></iq>",
+        );
+        assert_eq!(
+            privileged_reply(&Iq::parse(&r).unwrap(), &r),
+            PrivilegedReply::Error(Some("item-not-found".into()))
+        );
+    }
+
+    #[test]
+    fn a_refusal_without_a_wrapper_is_the_outer_condition() {
+        let r = el(
+            "<iq xmlns='jabber:component:accept' type='error' from='alice@localhost' to='avatars.localhost' id='o1'><error type='auth'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+        );
+        assert_eq!(privileged_reply(&Iq::parse(&r).unwrap(), &r), PrivilegedReply::Error(Some("forbidden".into())));
     }
 
     #[test]

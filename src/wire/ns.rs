@@ -63,3 +63,6 @@ pub const DELEGATION_1: &str = "urn:xmpp:delegation:1";
 pub const DELEGATION_2: &str = "urn:xmpp:delegation:2";
 /// XEP-0398: the account feature a server advertises when it converts vCard and PEP avatars itself.
 pub const PEP_VCARD_CONVERSION: &str = "urn:xmpp:pep-vcard-conversion:0";
+/// This project's marker for a stanza the link refused to parse (over its depth or size limit): the link passes
+/// the stanza's start tag on with one `<limit-exceeded reason='depth|size'/>` child in this namespace instead.
+pub const STANZA_LIMIT: &str = "urn:avatar-gateway:stanza-limit";

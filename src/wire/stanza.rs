@@ -154,6 +154,10 @@ pub enum Condition {
     InternalServerError,
     /// `wait`/`remote-server-timeout`: the data could not be fetched in time.
     RemoteServerTimeout,
+    /// RFC 6120 §8.3.3.12: the stanza breaks a local policy (here: the link's depth or size limit).
+    PolicyViolation,
+    /// RFC 6120 §8.3.3.14: credentials or a subscription are missing (XEP-0060 §6.5.9 presence access model).
+    NotAuthorized,
 }
 
 impl Condition {
@@ -166,7 +170,25 @@ impl Condition {
             Self::ServiceUnavailable => ("cancel", "service-unavailable"),
             Self::InternalServerError => ("wait", "internal-server-error"),
             Self::RemoteServerTimeout => ("wait", "remote-server-timeout"),
+            Self::PolicyViolation => ("modify", "policy-violation"),
+            Self::NotAuthorized => ("auth", "not-authorized"),
         }
+    }
+
+    /// The condition named `name` (the element name of a defined condition), if it is one of these.
+    pub fn from_name(name: &str) -> Option<Self> {
+        const ALL: [Condition; 9] = [
+            Condition::BadRequest,
+            Condition::ItemNotFound,
+            Condition::NotAcceptable,
+            Condition::Forbidden,
+            Condition::ServiceUnavailable,
+            Condition::InternalServerError,
+            Condition::RemoteServerTimeout,
+            Condition::PolicyViolation,
+            Condition::NotAuthorized,
+        ];
+        ALL.into_iter().find(|c| c.parts().1 == name)
     }
 }
 

@@ -4,12 +4,16 @@ a stanza error from the server is a *result* ({"iq": "error", "condition": ...})
 """
 
 import asyncio
+import struct
 import xml.etree.ElementTree as ET
+
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatcherId
 
 from imageinfo import image_info, sniff
 from session import caps_element
-from wire import (NS_DATA, NS_IQ_AVATAR, NS_META, NS_PUBSUB, NS_STORAGE, NS_VCARD, NS_X_AVATAR, NS_X_UPDATE,
-                  NS_XDATA, CommandError, b64, iq_outcome, q, read_file, sha1_hex, to_string, unb64)
+from wire import (NS_CLIENT, NS_DATA, NS_IQ_AVATAR, NS_META, NS_PUBSUB, NS_STORAGE, NS_VCARD, NS_X_AVATAR,
+                  NS_X_UPDATE, NS_XDATA, CommandError, b64, iq_outcome, q, read_file, sha1_hex, to_string, unb64)
 
 LEGACY_NAMESPACES = (NS_STORAGE, NS_IQ_AVATAR)
 
@@ -303,6 +307,110 @@ async def raw_iq(s, args, timeout):
     return dict(iq_outcome(reply), xml=to_string(reply))
 
 
+# ----- raw XML text (attacks slixmpp's element builder cannot express, or too slow to build) ------------------------
+
+async def raw_send(s, args, _timeout):
+    """Writes `xml` to the stream as it is ({"xml": "<message to='…'>…</message>"}): thousands of nested elements,
+    forged wrappers. Nothing is awaited."""
+    s.send_raw(args["xml"])
+    return {"sent": len(args["xml"])}
+
+
+def shallow_outcome(xml):
+    """iq_outcome plus the reply's XML without its payload: a reply may echo a payload too deep to serialise."""
+    out = iq_outcome(xml)
+    head = ET.Element(xml.tag, dict(xml.attrib))
+    err = xml.find(q(NS_CLIENT, "error"))
+    if err is not None:
+        head.append(err)
+    out["xml"] = to_string(head)
+    out["from"] = xml.get("from")
+    return out
+
+
+async def raw_iq_text(s, args, timeout):
+    """Writes an IQ given as XML text ({"xml": "<iq type='set' id='ID' …>…</iq>", "id": "ID"}) and waits for the
+    reply with that id: `iq`, `condition`, `error_type`, `from`, `xml` (the reply without its payload)."""
+    loop = asyncio.get_running_loop()
+    reply = loop.create_future()
+    name = "raw-iq-%s" % args["id"]
+
+    def on_reply(stanza):
+        if not reply.done() and stanza.xml.get("type") in ("result", "error"):
+            reply.set_result(stanza.xml)
+
+    s.register_handler(Callback(name, MatcherId(args["id"]), on_reply))
+    try:
+        s.send_raw(args["xml"])
+        xml = await asyncio.wait_for(reply, timeout)
+    except asyncio.TimeoutError:
+        raise CommandError("no reply to IQ %s within %ss" % (args["id"], timeout))
+    finally:
+        s.remove_handler(name)
+    return shallow_outcome(xml)
+
+
+# ----- flood (fairness) ----------------------------------------------------------------------------------------------
+
+def jpeg_variant(jpeg, i):
+    """`jpeg` with a COM segment naming `i` after SOI: the same pixels (the same decoding cost), another SHA-1."""
+    tag = b"flood variant %d" % i
+    return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(tag) + 2) + tag + jpeg[2:]
+
+
+async def flood(s, args, _timeout):
+    """Starts, in the background, `rate` presences a second for `seconds` s, in `bursts` bursts a second (default
+    20), the i-th advertising the XEP-0008 hash of variant i of the JPEG `file` (see jpeg_variant). Every
+    jabber:iq:avatar get is answered with a variant that matches what some gateway asks for, so that it must really
+    decode it: `serve` "oldest" (the oldest advertised variant not served yet: right for a gateway that fetches
+    every hash in turn) or "latest" (the last advertised: right, between bursts, for a gateway that fetches only the
+    last hash it saw). `flood_wait` waits for the end and reports."""
+    if getattr(s, "flood_task", None) is not None and not s.flood_task.done():
+        raise CommandError("a flood is already running")
+    jpeg = read_file(args["file"])
+    rate, seconds, bursts = float(args.get("rate", 200)), float(args.get("seconds", 3)), float(args.get("bursts", 20))
+    serve = args.get("serve", "oldest")
+    if serve not in ("oldest", "latest"):
+        raise CommandError("serve must be oldest or latest")
+    stats = {"presences": 0, "served": 0}
+    unserved = []  # advertised variant numbers, oldest first
+
+    def answer(iq):
+        i = unserved.pop(0) if serve == "oldest" and unserved else max(stats["presences"] - 1, 0)
+        body = b64(jpeg_variant(jpeg, i))
+        s.send_raw("<iq type='result' id='%s' to='%s'><query xmlns='%s'><data mimetype='image/jpeg'>%s</data>"
+                   "</query></iq>" % (iq["id"], iq["from"], NS_IQ_AVATAR, body))
+        stats["served"] += 1
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        batch = max(1, int(rate / bursts))
+        while loop.time() - start < seconds:
+            for _ in range(batch):
+                i = stats["presences"]
+                s.send_raw("<presence><x xmlns='%s'><hash>%s</hash></x></presence>"
+                           % (NS_X_AVATAR, sha1_hex(jpeg_variant(jpeg, i))))
+                unserved.append(i)
+                stats["presences"] += 1
+            await asyncio.sleep(batch / rate)
+        stats["elapsed"] = loop.time() - start
+
+    s.avatar_source = answer
+    s.flood_stats = stats
+    s.flood_task = asyncio.ensure_future(run())
+    return {"started": True, "sha1_first": sha1_hex(jpeg_variant(jpeg, 0))}
+
+
+async def flood_wait(s, _args, timeout):
+    """Waits for the flood to end: `presences` sent, fetches `served`, `elapsed` seconds."""
+    task = getattr(s, "flood_task", None)
+    if task is None:
+        raise CommandError("no flood started")
+    await asyncio.wait_for(asyncio.shield(task), timeout)
+    return dict(s.flood_stats)
+
+
 COMMANDS = {
     "presence": presence,
     "wait_presence": wait_presence,
@@ -316,4 +424,8 @@ COMMANDS = {
     "get_pep": get_pep,
     "wait_pep_event": wait_pep_event,
     "raw_iq": raw_iq,
+    "raw_send": raw_send,
+    "raw_iq_text": raw_iq_text,
+    "flood": flood,
+    "flood_wait": flood_wait,
 }

@@ -71,6 +71,7 @@ class Session(slixmpp.ClientXMPP):
         self.avatar = None  # (bytes, mimetype|None, wrap) answered on jabber:iq:avatar; None = not serving
         self.avatar_error = None  # a stanza error condition to answer instead of data
         self.served = []  # from-JIDs of the jabber:iq:avatar gets answered with data
+        self.avatar_source = None  # when set, answers every jabber:iq:avatar get itself (the flood command)
         self.add_event_handler("session_start", self.on_session_start)
         self.add_event_handler("failed_auth", lambda _: self.fail("authentication failed"))
         self.add_event_handler("connection_failed", lambda e: self.fail("connection failed: %s" % e))
@@ -120,7 +121,9 @@ class Session(slixmpp.ClientXMPP):
                 log.info("pep event %s", rec)
 
     def on_iq_avatar(self, iq):
-        if iq["type"] != "get":
+        if self.avatar_source is not None and iq["type"] == "get":
+            self.avatar_source(iq)
+        elif iq["type"] != "get":
             self.reply_error(iq, "bad-request", "modify")
         elif self.avatar_error is not None:
             self.reply_error(iq, self.avatar_error, "cancel")

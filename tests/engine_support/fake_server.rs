@@ -21,6 +21,8 @@ pub struct ServerAccount {
     pub vcard: Option<Element>,
     /// PEP nodes by name: items in publication order, `(item id, payload)`.
     pub nodes: BTreeMap<String, Vec<(String, Element)>>,
+    /// Who else may read the avatar nodes (the `presence` access model: subscribed contacts' bare JIDs).
+    pub subscribers: Vec<String>,
 }
 
 /// What the server did for the gateway, for assertions (one line per privileged IQ).
@@ -124,7 +126,22 @@ impl FakeServer {
             .expect("privileged_iq without a jabber:client iq");
         let kind = inner.attr("type").expect("inner iq without type").to_owned();
         assert_eq!(stanza.attr("type"), Some(kind.as_str()), "XEP-0356: inner and outer types differ");
+        assert_eq!(inner.attr("from"), Some(account.as_str()), "XEP-0356 §4.5: the inner from is the managed account");
+        let target = inner.attr("to").expect("XEP-0356 §4.5: the inner IQ needs a to (ejabberd routes by it)");
         let payload = inner.children().next().expect("inner iq without payload").clone();
+        if target != account {
+            // Asking as another account: the server applies the target's access model to the managed account.
+            assert_eq!((kind.as_str(), payload.name()), ("get", "pubsub"), "only reads are made as a reader");
+            self.log.push(format!("{account} get {target} pep as reader"));
+            let target = target.to_owned();
+            let reply = if self.account(&target).subscribers.contains(&account) {
+                // What the reader sees does not matter to the gateway, only that it may see it.
+                privileged_result(&id, &account, &xml::to_string(&payload))
+            } else {
+                privileged_error(&id, &account, "auth", "forbidden")
+            };
+            return vec![parse(&reply)];
+        }
         let mut out = Vec::new();
         let reply = match (kind.as_str(), payload.name(), payload.ns().as_str()) {
             ("get", "pubsub", ns::PUBSUB) => self.items(&id, &account, &payload),

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use avatar_gateway::avatar::AvatarHash;
 use avatar_gateway::cache::CacheLimits;
 use avatar_gateway::engine::grants::{Direction, DirectionStatus};
-use avatar_gateway::engine::{Engine, EngineConfig, Event, ServerConverts};
+use avatar_gateway::engine::{Engine, EngineConfig, Event, ServerConverts, TranscodeJob};
 use avatar_gateway::image::{ImageLimits, PngRendition, Rendition};
 use avatar_gateway::store::MemoryStore;
 use avatar_gateway::wire::{b64, ns, xml};
+use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::minidom::Element;
 
 use crate::common;
@@ -41,6 +42,7 @@ pub fn parse(text: &str) -> Element {
 pub fn config(server_converts: ServerConverts) -> EngineConfig {
     EngineConfig {
         component: COMPONENT.into(),
+        hosts: vec![BareJid::new(DOMAIN).expect("a domain JID")],
         limits: ImageLimits::default(),
         cache: CacheLimits::default(),
         iq_timeout: IQ_TIMEOUT,
@@ -61,6 +63,10 @@ pub struct Harness {
     pub events: VecDeque<Event>,
     /// The XMPP server's side of privileged IQs.
     pub server: FakeServer,
+    /// Image jobs are kept in `held` instead of being run after each input (a busy worker pool).
+    pub hold_transcodes: bool,
+    /// The jobs kept while `hold_transcodes` is set, in the order the engine handed them out.
+    pub held: VecDeque<TranscodeJob>,
 }
 
 impl Harness {
@@ -72,7 +78,14 @@ impl Harness {
     /// A fresh engine with its own configuration, not connected yet.
     pub fn with_config(config: EngineConfig, server: FakeServer) -> Self {
         let engine = Engine::new(config, Box::new(MemoryStore::new(64 << 20)));
-        Self { engine, now: Instant::now(), events: VecDeque::new(), server }
+        Self {
+            engine,
+            now: Instant::now(),
+            events: VecDeque::new(),
+            server,
+            hold_transcodes: false,
+            held: VecDeque::new(),
+        }
     }
 
     /// Connected to a Prosody that granted everything (the announcements with Prosody's nested `<namespace/>`s,
@@ -119,6 +132,13 @@ impl Harness {
         self.collect_events();
     }
 
+    /// Runs the oldest held image job and feeds its result back.
+    pub fn run_held(&mut self) {
+        let job = self.held.pop_front().expect("a held image job");
+        self.engine.handle_transcoded(self.now, job.run());
+        self.collect_events();
+    }
+
     /// Starts a sweep of `account` (`migrate live`).
     pub fn sweep(&mut self, account: &str) {
         let jid = account.parse().expect("a bare JID");
@@ -126,7 +146,16 @@ impl Harness {
         self.collect_events();
     }
 
+    /// What the shell does after every input: run the image jobs the engine asked for (here at once, in the order
+    /// handed out), feeding each result back, then take the events.
     fn collect_events(&mut self) {
+        while let Some(job) = self.engine.poll_transcode() {
+            if self.hold_transcodes {
+                self.held.push_back(job);
+            } else {
+                self.engine.handle_transcoded(self.now, job.run());
+            }
+        }
         while let Some(e) = self.engine.poll_event() {
             self.events.push_back(e);
         }
@@ -306,13 +335,26 @@ impl Image {
 
 // ---- the wire outcomes, written out as the specs show them -----------------------------------------------------
 
-/// A XEP-0356 privileged IQ from the component to `account`, inner IQ with the same id and no addresses.
+/// A XEP-0356 privileged IQ from the component to `account`, about the account's own data: the inner IQ has the
+/// same id, and `from` and `to` both the account (XEP-0356 §4.5; ejabberd routes by the inner `to`).
 pub fn privileged(id: &str, account: &str, kind: &str, payload: &str) -> String {
+    privileged_as(id, account, account, kind, payload)
+}
+
+/// A privileged IQ sent as `managed` to `target` (the gateway asking as a XEP-0008 reader).
+pub fn privileged_as(id: &str, managed: &str, target: &str, kind: &str, payload: &str) -> String {
     format!(
-        "<iq xmlns='jabber:component:accept' type='{kind}' id='{id}' from='{COMPONENT}' to='{account}'>\
-         <privileged_iq xmlns='urn:xmpp:privilege:2'><iq xmlns='jabber:client' type='{kind}' id='{id}'>{payload}</iq>\
+        "<iq xmlns='jabber:component:accept' type='{kind}' id='{id}' from='{COMPONENT}' to='{managed}'>\
+         <privileged_iq xmlns='urn:xmpp:privilege:2'>\
+         <iq xmlns='jabber:client' type='{kind}' id='{id}' from='{managed}' to='{target}'>{payload}</iq>\
          </privileged_iq></iq>"
     )
+}
+
+/// The read of `account`'s metadata node as `reader`, by which the server decides whether the reader may see it.
+pub fn reader_access(id: &str, reader: &str, account: &str) -> String {
+    let payload = "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:avatar:metadata'/></pubsub>";
+    privileged_as(id, reader, account, "get", payload)
 }
 
 /// Privileged items get of the whole metadata node (XEP-0084 §3.4).

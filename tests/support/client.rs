@@ -18,6 +18,10 @@
 //! | `get_pep` | `jid` (bare; absent = own) | `iq`, `condition`, `id` (metadata item id), `infos` (all attributes, as strings), `empty` (null = no item, true = item without `<info/>`), `data_sha1` (of the data item with that id), `data_outcome` |
 //! | `wait_pep_event` | `jid`, `node` (default metadata), `item_id`, `after` (a seq) | `seq`, `from`, `node`, `item_id`, `publisher`, `infos` |
 //! | `raw_iq` | `type`, `to`, `payload` (XML text) | `iq`, `condition`, `xml` |
+//! | `raw_send` | `xml`: any stanza as text, written as it is (nothing awaited) | `sent` (length) |
+//! | `raw_iq_text` | `xml`: an IQ as text, `id`: its id (the reply is awaited by it) | `iq`, `condition`, `error_type`, `from`, `xml` (without payload) |
+//! | `flood` | `file` (a JPEG), `rate` (presences/s), `seconds`, `bursts` (per second, default 20), `serve` (`oldest` / `latest`): in the background, each presence the hash of a new variant of the JPEG (same pixels, another COM segment), every `jabber:iq:avatar` get answered with the oldest variant not served yet or the latest advertised | `sha1_first` |
+//! | `flood_wait` | | `presences`, `served`, `elapsed` |
 //!
 //! Clients send no initial presence: a test sends `presence` itself (an observer must, to receive presences).
 

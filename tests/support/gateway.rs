@@ -2,13 +2,21 @@
 
 use std::fs::{self, File};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::prosody::Prosody;
 
-/// The gateway binary: Cargo names it for integration tests; examples find it beside their own directory.
+/// Set to a gateway binary to run the e2e tests against it instead of the one Cargo built (say, a build of an
+/// older commit, to see a test fail before its fix).
+pub const BINARY_ENV: &str = "E2E_GATEWAY_BIN";
+
+/// The gateway binary: [`BINARY_ENV`] when set; else Cargo names it for integration tests, and examples find it
+/// beside their own directory.
 pub fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os(BINARY_ENV) {
+        return PathBuf::from(path);
+    }
     match option_env!("CARGO_BIN_EXE_avatar-gateway") {
         Some(path) => PathBuf::from(path),
         None => {
@@ -33,6 +41,12 @@ impl Gateway {
 
     /// Like [`Gateway::start`], with extra `--set section.key=value` overrides.
     pub fn start_with(server: &Prosody, overrides: &[&str]) -> Gateway {
+        Self::start_logging(server, overrides, "avatar_gateway=debug")
+    }
+
+    /// Like [`Gateway::start_with`], logging at `filter` (`RUST_LOG` syntax) instead of debug: a test that makes the
+    /// gateway receive hundreds of large stanzas keeps its log (and the log printed when it fails) readable.
+    pub fn start_logging(server: &Prosody, overrides: &[&str], filter: &str) -> Gateway {
         let log = server.dir().join("gateway.log");
         let store = server.dir().join("gateway.redb");
         let mut args: Vec<String> = vec!["run".into()];
@@ -50,7 +64,7 @@ impl Gateway {
         }
         let child = Command::new(binary())
             .args(&args)
-            .env("RUST_LOG", "avatar_gateway=debug")
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log).expect("creating the gateway log"))
@@ -80,10 +94,22 @@ impl Gateway {
         self.log().lines().filter(|l| l.contains(needle)).count()
     }
 
-    /// Fails when the gateway logged a store failure or a lost stream.
+    /// How the process ended, or `None` while it runs.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("polling the gateway child")
+    }
+
+    /// Fails when the process has ended (a crash: an abort on stack overflow panics nothing and logs one line).
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.exit_status() {
+            panic!("the gateway exited ({status}):\n{}", self.log());
+        }
+    }
+
+    /// Fails when the gateway logged a store failure, a lost stream, a panic or a fatal runtime error.
     pub fn assert_healthy(&self) {
         let log = self.log();
-        for bad in ["store:", "stream lost", "panicked"] {
+        for bad in ["store:", "stream lost", "panicked", "fatal runtime error"] {
             assert!(!log.contains(bad), "gateway log has {bad:?}:\n{log}");
         }
     }

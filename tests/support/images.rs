@@ -21,6 +21,42 @@ pub fn generated_png(seed: u8, side: u32) -> Vec<u8> {
     out.into_inner()
 }
 
+/// A PNG of noise (`seed` picks the noise): it barely compresses, so a `side`×`side` one weighs about
+/// 3 × side² bytes (128 → ~49 KB), and each seed is a distinct avatar.
+pub fn noisy_png(seed: u32, side: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(side, side, |x, y| {
+        let n = noise(seed, x, y);
+        image::Rgb([n as u8, (n >> 8) as u8, (n >> 16) as u8])
+    });
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).expect("encoding a noisy PNG in memory");
+    out.into_inner()
+}
+
+/// A `side`×`side` JPEG at `quality`: a gradient under light noise, so that a large image stays small in bytes
+/// (2000 × 2000 at quality 30 is ~125 KB) while decoding it costs what its pixel count costs.
+pub fn large_jpeg(seed: u32, side: u32, quality: u8) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(side, side, |x, y| {
+        let n = (noise(seed, x, y) % 8) as u8;
+        // Truncation to u8 is the point: gradients that wrap.
+        image::Rgb([((x / 8) as u8).wrapping_add(n), ((y / 8) as u8).wrapping_add(n), ((x + y) / 16) as u8 ^ n])
+    });
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
+        .encode_image(&img)
+        .expect("encoding a JPEG in memory");
+    out
+}
+
+/// A cheap deterministic hash of (seed, x, y): the noise of [`noisy_png`] and [`large_jpeg`].
+fn noise(seed: u32, x: u32, y: u32) -> u32 {
+    let mut h = seed.wrapping_mul(0x9e37_79b9) ^ x.wrapping_mul(0x85eb_ca6b) ^ y.wrapping_mul(0xc2b2_ae35);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x2c1b_3c6d);
+    h ^= h >> 12;
+    h.wrapping_mul(0x297a_2d39) ^ (h >> 15)
+}
+
 /// `fixtures/images/<name>` (see the README there for what each file exercises).
 pub fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images").join(name);

@@ -15,7 +15,7 @@ use xmpp_parsers::minidom::Element;
 
 use super::{Sweep, SweepPace};
 use crate::engine::account::Scheme;
-use crate::engine::{Engine, SweepOutcome};
+use crate::engine::{Engine, SweepOutcome, TranscodeJob, TranscodeResult};
 use crate::link::{self, Driven, LinkConfig};
 use crate::migrate::progress::Progress;
 use crate::migrate::report::{AccountReport, Outcome, ReportWriter, Source, Summary, Why};
@@ -158,6 +158,14 @@ impl Driven for Migration {
 
     fn poll_transmit(&mut self) -> Option<Element> {
         self.sweep.poll_transmit()
+    }
+
+    fn poll_transcode(&mut self) -> Option<TranscodeJob> {
+        self.sweep.poll_transcode()
+    }
+
+    fn handle_transcoded(&mut self, now: Instant, done: TranscodeResult) {
+        self.sweep.handle_transcoded(now, done);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

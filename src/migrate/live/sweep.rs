@@ -73,6 +73,17 @@ impl Sweep {
         self.collect();
     }
 
+    /// The next image job for the shell ([`Engine::poll_transcode`]).
+    pub fn poll_transcode(&mut self) -> Option<crate::engine::TranscodeJob> {
+        self.engine.poll_transcode()
+    }
+
+    /// An image job's result ([`Engine::handle_transcoded`]).
+    pub fn handle_transcoded(&mut self, now: Instant, done: crate::engine::TranscodeResult) {
+        self.engine.handle_transcoded(now, done);
+        self.collect();
+    }
+
     /// Time passed: the engine's deadlines, and the next start when the pace allows it.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.engine.handle_timeout(now);
