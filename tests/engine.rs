@@ -131,33 +131,7 @@ fn prosody_grants_turn_every_direction_on() {
 #[test]
 fn ejabberd_privilege_1_turns_directions_off_and_names_the_missing_rights() {
     let mut h = Harness::new(ServerConverts::No, FakeServer::plain());
-    h.engine.handle_connected(h.now);
-    // ejabberd 23.01 (specs.md §9): all three perms always present, no IQ permission.
-    h.recv(
-        "<message xmlns='jabber:component:accept' from='localhost' to='avatars.localhost'>
-           <privilege xmlns='urn:xmpp:privilege:1'>
-             <perm access='message' type='outgoing'/>
-             <perm access='roster' type='none'/>
-             <perm access='presence' type='managed_entity'/>
-           </privilege>
-         </message>",
-    );
-    // mod_delegation activates a namespace only once the component answers disco#info on both nodes.
-    for namespace in [ns::STORAGE_AVATAR, ns::IQ_AVATAR] {
-        for node in [format!("urn:xmpp:delegation:1::{namespace}"), format!("urn:xmpp:delegation:1:bare:{namespace}")] {
-            answers_delegation_disco(&mut h, "q1", &node, namespace);
-        }
-    }
-    h.recv(
-        "<message xmlns='jabber:component:accept' from='localhost' to='avatars.localhost'>
-           <delegation xmlns='urn:xmpp:delegation:1'><delegated namespace='storage:client:avatar'/></delegation>
-         </message>",
-    );
-    h.recv(
-        "<message xmlns='jabber:component:accept' from='localhost' to='avatars.localhost'>
-           <delegation xmlns='urn:xmpp:delegation:1'><delegated namespace='jabber:iq:avatar'/></delegation>
-         </message>",
-    );
+    h.connect_ejabberd_23();
     h.advance(REPORT_DELAY - Duration::from_millis(1));
     h.expect_no_events();
     h.advance(Duration::from_millis(1));
@@ -166,37 +140,45 @@ fn ejabberd_privilege_1_turns_directions_off_and_names_the_missing_rights() {
     let pep_set = Right::Iq(ns::PUBSUB, Set);
     let vcard_get = Right::Iq(ns::VCARD, Get);
     let vcard_set = Right::Iq(ns::VCARD, Set);
-    let status = |direction, missing: Vec<Right>| DirectionStatus { direction, missing };
+    let status = |direction, missing: Vec<Right>| DirectionStatus { direction, missing, limited: vec![] };
     h.expect_events(vec![Event::Capabilities {
         host: DOMAIN.into(),
         directions: vec![
             status(Direction::LegacyToPep, vec![pep_get, pep_set]),
             status(Direction::LegacyToVcard, vec![vcard_get, vcard_set]),
-            status(Direction::LegacyStorage, vec![pep_set, vcard_get, vcard_set]),
+            // Delegation alone keeps owners' data and serves readers, from the public vCards.
+            status(Direction::LegacyStorage, vec![]),
             status(Direction::VcardToPep, vec![vcard_get, pep_get, pep_set]),
             status(Direction::PepToVcard, vec![pep_get, vcard_get, vcard_set]),
-            status(Direction::LegacyReaders, vec![pep_get, vcard_get]),
+            DirectionStatus { direction: Direction::LegacyReaders, missing: vec![], limited: vec![pep_get] },
         ],
     }]);
     assert_eq!(pep_get.to_string(), "iq get privilege on http://jabber.org/protocol/pubsub");
     assert!(pep_set.how_to_grant().contains("ejabberd 24.10"), "{}", pep_set.how_to_grant());
 
-    // A legacy client still gets asked (no privilege needed), but every privileged read or write is reported as not
-    // granted instead of being sent to be refused.
+    // A legacy client still gets asked (no privilege needed), and the vCard is read as anyone may read it; every
+    // privileged read or write is reported once as not granted instead of being sent to be refused.
     let img = Image::fixture("pixel-1x1.png");
     h.recv(&presence(PANDION, &x_avatar(&img.hash)));
     h.expect_sent(&iq_avatar_get("gw1", PANDION));
+    h.expect_sent(&format!(
+        "<iq xmlns='jabber:component:accept' type='get' id='gw2' from='{COMPONENT}' to='{ALICE}'>\
+         <vCard xmlns='vcard-temp'/></iq>"
+    ));
     h.expect_nothing_sent();
     let not_granted = |what: &str| Event::NotGranted { account: ALICE.into(), what: what.into() };
-    h.expect_events(vec![not_granted("get http://jabber.org/protocol/pubsub"), not_granted("get vcard-temp")]);
+    h.expect_events(vec![not_granted("get http://jabber.org/protocol/pubsub")]);
     h.recv(&iq_avatar_result("gw1", PANDION, "image/png", &img.b64));
     h.expect_events(vec![
         fetched(ALICE, Scheme::Legacy, img.hash),
         adopted(ALICE, Scheme::Legacy, img.hash),
-        not_granted("get http://jabber.org/protocol/pubsub"),
+        // Writing the vCard needs the privilege (told once); PEP's missing read was told already.
         not_granted("get vcard-temp"),
     ]);
     h.expect_nothing_sent();
+    // The same presence again: nothing new to tell.
+    h.recv(&presence(PANDION, &x_avatar(&img.hash)));
+    h.expect_no_events();
 }
 
 #[test]
@@ -864,10 +846,16 @@ fn disconnect_voids_exchanges_and_reconnect_relearns_grants() {
     h.engine.handle_connected(h.now);
     assert!(!h.engine.grants().allows_iq(DOMAIN, ns::PUBSUB, IqType::Get));
     h.recv(&presence("bob@localhost/pandion", ""));
-    h.expect_events(vec![
-        Event::NotGranted { account: BOB.into(), what: "get http://jabber.org/protocol/pubsub".into() },
-        Event::NotGranted { account: BOB.into(), what: "get vcard-temp".into() },
-    ]);
+    h.expect_events(vec![Event::NotGranted {
+        account: BOB.into(),
+        what: "get http://jabber.org/protocol/pubsub".into(),
+    }]);
+    // The version query of the new connection, and Bob's vCard read as anyone may read it (its answer would be
+    // no proof of anything: a plain read never removes an avatar).
+    let version = h.next_sent().expect("the version query");
+    assert_eq!(version.attr("id"), Some("version-localhost"));
+    let plain = h.next_sent().expect("a plain vCard read");
+    assert_eq!((plain.attr("to"), plain.get_child("vCard", ns::VCARD).is_some()), (Some(BOB), true));
     h.expect_nothing_sent();
     h.connect_prosody();
 
@@ -1093,18 +1081,6 @@ fn vcard_photo_removed_empties_pep() {
 }
 
 /// The server's disco#info query on a delegation node, and the exact answer that activates the delegation.
-fn answers_delegation_disco(h: &mut Harness, id: &str, node: &str, namespace: &str) {
-    h.recv(&format!(
-        "<iq xmlns='jabber:component:accept' type='get' id='{id}' from='localhost' to='avatars.localhost'>
-           <query xmlns='http://jabber.org/protocol/disco#info' node='{node}'/>
-         </iq>"
-    ));
-    h.expect_sent(&format!(
-        "<iq xmlns='jabber:component:accept' type='result' id='{id}' from='avatars.localhost' to='localhost'>
-           <query xmlns='http://jabber.org/protocol/disco#info' node='{node}'><feature var='{namespace}'/></query>
-         </iq>"
-    ));
-}
 
 /// After PEP said "no avatar": the removal event, then the vCard read, rewritten without PHOTO (other fields kept),
 /// and nothing else.

@@ -25,8 +25,9 @@ pub(super) enum Exchange {
     PepPoll { account: BareJid },
     /// Privileged items get of one data item.
     PepData { account: BareJid, hash: AvatarHash },
-    /// Privileged vCard get: what the vCard holds.
-    VcardRead { account: BareJid },
+    /// vCard get: what the vCard holds. `public`: a plain (unprivileged) read, which shows only what anyone may see,
+    /// so its "no PHOTO" is no proof of absence (mod_vcard_legacy builds it with the asker's PEP access).
+    VcardRead { account: BareJid, public: bool },
     /// `jabber:iq:avatar` get to the XEP-0008 owner's client.
     IqAvatar { account: BareJid, hash: AvatarHash },
     /// Privileged vCard get before replacing its PHOTO (vCards are replaced whole).
@@ -40,6 +41,8 @@ pub(super) enum Exchange {
     /// Privileged read of the account's metadata node as a XEP-0008 reader (`reader`: the delegated IQ's id), so
     /// the server decides whether that reader may see the avatar.
     ReaderAccess { account: BareJid, reader: String },
+    /// XEP-0092 software version of a served host, asked once per connection for the operator's log.
+    ServerVersion { host: BareJid },
 }
 
 impl Exchange {
@@ -72,6 +75,8 @@ pub(super) struct Pending {
     pub(super) exchange: Exchange,
     /// The address asked (normalised): only a reply from it answers this exchange (ids are guessable).
     pub(super) asked: String,
+    /// The privilege it was sent under (`None`: a plain request).
+    pub(super) privilege: Option<(&'static str, IqType)>,
 }
 
 /// A XEP-0008 reader's delegated get, waiting for the account's avatar to be known.
@@ -90,6 +95,8 @@ pub(super) struct Reader {
 pub(super) enum Access {
     /// Yes: answer it once the avatar is known.
     Allowed,
+    /// Yes, as anyone may: the gateway can read nothing private of the account (no PEP privilege).
+    Public,
     /// The server is being asked.
     Asking,
     /// No: answer it with this error.
@@ -97,12 +104,22 @@ pub(super) enum Access {
 }
 
 impl Engine {
-    pub(super) fn exchange_reply(&mut self, now: Instant, exchange: Exchange, reply: &Iq, element: &Element) {
+    pub(super) fn exchange_reply(&mut self, now: Instant, pending: Pending, reply: &Iq, element: &Element) {
+        let Pending { exchange, privilege, .. } = pending;
+        let mut answer = component::privileged_reply(reply, element);
+        if let (PrivilegedReply::Refused(condition), Some((namespace, kind))) = (&answer, privilege) {
+            // The server would not carry a privileged IQ out (a grant withdrawn or never honoured): stop asking
+            // it for this right until the next connection, and say so once.
+            if matches!(condition.as_deref(), Some("forbidden" | "not-allowed" | "service-unavailable")) {
+                self.grants.refuse(exchange.account().domain().as_str(), namespace, kind);
+            }
+            answer = PrivilegedReply::Error(condition.clone());
+        }
         if let Exchange::Converts { account } = &exchange {
             // Privileged (the account asking itself) or plain: `privileged_reply` unwraps either.
-            let features = match component::privileged_reply(reply, element) {
+            let features = match answer {
                 PrivilegedReply::Result(payload) => payload,
-                PrivilegedReply::Error(_) => return self.exchange_failed(now, exchange, "disco#info refused"),
+                _ => return self.exchange_failed(now, exchange, "disco#info refused"),
             };
             let converts = features.is_some_and(|q| {
                 q.children().any(|f| f.name() == "feature" && f.attr("var") == Some(ns::PEP_VCARD_CONVERSION))
@@ -110,6 +127,10 @@ impl Engine {
             self.account(account).server_converts = Some(converts);
             let account = account.clone();
             return self.plan_writes(now, &account);
+        }
+        if let Exchange::ServerVersion { host } = &exchange {
+            let software = answer_version(&answer);
+            return self.events.push_back(Event::Server { host: host.to_string(), software });
         }
         if let Exchange::IqAvatar { account, hash } = exchange {
             let data = reply.payload.as_ref().filter(|_| reply.kind == IqType::Result).map(xep0008::Query::parse);
@@ -122,15 +143,15 @@ impl Engine {
             };
         }
         if let Exchange::ReaderAccess { account, reader } = &exchange {
-            let refusal = match component::privileged_reply(reply, element) {
+            let refusal = match answer {
                 PrivilegedReply::Result(_) => None,
-                PrivilegedReply::Error(condition) => Some(condition),
+                PrivilegedReply::Error(condition) | PrivilegedReply::Refused(condition) => Some(condition),
             };
             return self.reader_answered(account, reader, refusal.as_ref().map(Option::as_deref));
         }
-        match component::privileged_reply(reply, element) {
+        match answer {
             PrivilegedReply::Result(payload) => self.privileged_result(now, exchange, payload),
-            PrivilegedReply::Error(condition) => {
+            PrivilegedReply::Error(condition) | PrivilegedReply::Refused(condition) => {
                 let condition = condition.unwrap_or_else(|| "unknown error".into());
                 self.privileged_error(now, exchange, &condition)
             }
@@ -174,7 +195,7 @@ impl Engine {
                     _ => self.fail_fetch(now, &account, Scheme::Pep, hash, "data item missing".into()),
                 }
             }
-            Exchange::VcardRead { account } => {
+            Exchange::VcardRead { account, public } => {
                 match payload.map(vcard::VCard::parse).map(|v| v.and_then(|v| v.photo())) {
                     Some(Ok(vcard::Photo::Binval { bytes, .. })) => {
                         let hash = AvatarHash::of(&bytes);
@@ -183,9 +204,10 @@ impl Engine {
                     Some(Ok(vcard::Photo::Extval(url))) => {
                         self.refuse(&account, Scheme::Vcard, format!("PHOTO is an EXTVAL ({url}); no HTTP fetch"))
                     }
-                    Some(Ok(vcard::Photo::None)) | None => {
+                    Some(Ok(vcard::Photo::None)) | None if !public => {
                         self.observe(now, &account, Scheme::Vcard, Seen::NoAvatar, None)
                     }
+                    Some(Ok(vcard::Photo::None)) | None => self.answer_readers_if_settled(&account),
                     Some(Err(e)) => self.refuse(&account, Scheme::Vcard, e.to_string()),
                 }
             }
@@ -200,7 +222,10 @@ impl Engine {
             Exchange::VcardSet { account, hash } => self.wrote(now, &account, Scheme::Vcard, hash),
             Exchange::PublishData { account, png } => self.publish_metadata(now, &account, png),
             Exchange::PublishMetadata { account, hash } => self.wrote(now, &account, Scheme::Pep, hash),
-            Exchange::Converts { .. } | Exchange::IqAvatar { .. } | Exchange::ReaderAccess { .. } => {}
+            Exchange::Converts { .. }
+            | Exchange::IqAvatar { .. }
+            | Exchange::ReaderAccess { .. }
+            | Exchange::ServerVersion { .. } => {}
         }
     }
 
@@ -210,7 +235,7 @@ impl Engine {
             Exchange::PepPoll { account } if condition == "item-not-found" => {
                 self.observe(now, &account, Scheme::Pep, Seen::NoAvatar, None)
             }
-            Exchange::VcardRead { account } if condition == "item-not-found" => {
+            Exchange::VcardRead { account, public: false } if condition == "item-not-found" => {
                 self.observe(now, &account, Scheme::Vcard, Seen::NoAvatar, None)
             }
             Exchange::VcardWrite { account, png } if condition == "item-not-found" => {
@@ -227,6 +252,10 @@ impl Engine {
             Exchange::ReaderAccess { account, reader } => {
                 return self.reader_answered(account, reader, Some(Some("internal-server-error")));
             }
+            Exchange::ServerVersion { host } => {
+                let software = format!("unknown (no answer to a {} query: {reason})", ns::VERSION);
+                return self.events.push_back(Event::Server { host: host.to_string(), software });
+            }
             Exchange::Converts { account } => {
                 // A server that will not say is treated as not converting: the gateway's writes are idempotent,
                 // and the step limit in the tests proves they do not ping-pong with a converting server.
@@ -242,7 +271,7 @@ impl Engine {
             Exchange::PepPoll { account }
             | Exchange::PublishData { account, .. }
             | Exchange::PublishMetadata { account, .. } => (account.clone(), Scheme::Pep),
-            Exchange::VcardRead { account }
+            Exchange::VcardRead { account, .. }
             | Exchange::VcardWrite { account, .. }
             | Exchange::VcardSet { account, .. } => (account.clone(), Scheme::Vcard),
         };
@@ -283,7 +312,21 @@ impl Exchange {
             Exchange::PublishData { .. } => "publishing the data node",
             Exchange::PublishMetadata { .. } => "publishing the metadata node",
             Exchange::ReaderAccess { .. } => "reading the metadata node as a reader",
+            Exchange::ServerVersion { .. } => "asking the server's version",
         }
+    }
+}
+
+/// "Prosody 0.12.3" from a XEP-0092 answer, or why there is none.
+fn answer_version(answer: &PrivilegedReply) -> String {
+    let PrivilegedReply::Result(Some(query)) = answer else {
+        return format!("unknown (it does not answer {})", ns::VERSION);
+    };
+    let field = |name: &str| query.get_child(name, ns::VERSION).map(|e| e.text().trim().to_owned());
+    match (field("name"), field("version")) {
+        (Some(name), Some(version)) => format!("{name} {version}"),
+        (Some(name), None) => name,
+        _ => format!("unknown (an empty {} answer)", ns::VERSION),
     }
 }
 

@@ -19,6 +19,10 @@ pub struct Grants {
     pub delegated: BTreeSet<String>,
     /// The delegation generation the server speaks, once known.
     pub delegation_version: Option<DelegationVersion>,
+    /// Privileged IQs the server refused although announced (host, namespace, type): not asked again.
+    refused: BTreeSet<(String, &'static str, IqType)>,
+    /// Missing rights already told about (host, namespace, type).
+    told: BTreeSet<(String, &'static str, IqType)>,
 }
 
 /// One right a direction needs.
@@ -40,7 +44,7 @@ impl Right {
                 "Prosody: privileged_entities = { [\"<component>\"] = { presence = \"managed_entity\" } }; ejabberd: mod_privilege: presence: managed_entity: all".into()
             }
             Right::Iq(namespace, kind) => format!(
-                "Prosody: privileged_entities = {{ [\"<component>\"] = {{ iq = {{ [\"{namespace}\"] = \"both\" }} }} }} (needs {}); ejabberd: mod_privilege iq permissions need ejabberd 24.10 or later",
+                "Prosody: privileged_entities = {{ [\"<component>\"] = {{ iq = {{ [\"{namespace}\"] = \"both\" }} }} }} (needs {}); ejabberd 24.10 or later: mod_privilege: iq: \"{namespace}\": {{both: <access rule>}}",
                 kind.as_str()
             ),
             Right::Delegation(namespace) => format!(
@@ -110,12 +114,22 @@ impl Direction {
         match self {
             Direction::LegacyToPep => &[Right::Presence, PEP_GET, PEP_SET],
             Direction::LegacyToVcard => &[Right::Presence, VCARD_GET, VCARD_SET],
-            Direction::LegacyStorage => &[Right::Delegation(ns::STORAGE_AVATAR), PEP_SET, VCARD_GET, VCARD_SET],
+            // Kept and served with the delegation alone; its way on to PEP and the vCard is the two lines above.
+            Direction::LegacyStorage => &[Right::Delegation(ns::STORAGE_AVATAR)],
             Direction::VcardToPep => &[Right::Presence, VCARD_GET, PEP_GET, PEP_SET],
             Direction::PepToVcard => &[Right::Presence, PEP_GET, VCARD_GET, VCARD_SET],
+            // vCards are public: without the vCard privilege they are read plainly (ejabberd < 24.10).
+            Direction::LegacyReaders => &[Right::Delegation(ns::STORAGE_AVATAR), Right::Delegation(ns::IQ_AVATAR)],
+        }
+    }
+
+    /// Rights without which the direction still works, but for less, and what is then left out.
+    pub fn improved_by(self) -> (&'static [Right], &'static str) {
+        match self {
             Direction::LegacyReaders => {
-                &[Right::Delegation(ns::STORAGE_AVATAR), Right::Delegation(ns::IQ_AVATAR), PEP_GET, VCARD_GET]
+                (&[Right::Iq(ns::PUBSUB, IqType::Get)], "avatars published only with XEP-0084 are not served")
             }
+            _ => (&[], ""),
         }
     }
 }
@@ -127,6 +141,8 @@ pub struct DirectionStatus {
     pub direction: Direction,
     /// The rights it lacks (empty: on).
     pub missing: Vec<Right>,
+    /// Rights it works without, for less ([`Direction::improved_by`]).
+    pub limited: Vec<Right>,
 }
 
 impl Grants {
@@ -142,16 +158,30 @@ impl Grants {
 
     /// Whether the privileged IQ `kind` on `namespace` may be sent for an account of `host`.
     pub fn allows_iq(&self, host: &str, namespace: &'static str, kind: IqType) -> bool {
-        self.has(host, Right::Iq(namespace, kind))
+        self.has(host, Right::Iq(namespace, kind)) && !self.refused.contains(&(host.to_owned(), namespace, kind))
+    }
+
+    /// The server refused a privileged IQ it had announced: treat that right as not granted from now on.
+    pub fn refuse(&mut self, host: &str, namespace: &'static str, kind: IqType) {
+        self.refused.insert((host.to_owned(), namespace, kind));
+    }
+
+    /// Whether this is the first time a missing right is met (so it is told once, not on every presence).
+    pub fn first_miss(&mut self, host: &str, namespace: &'static str, kind: IqType) -> bool {
+        self.told.insert((host.to_owned(), namespace, kind))
     }
 
     /// Which directions are on for accounts of `host`, and what each one lacks.
     pub fn report(&self, host: &str) -> Vec<DirectionStatus> {
         Direction::ALL
             .iter()
-            .map(|&direction| DirectionStatus {
-                direction,
-                missing: direction.needs().iter().copied().filter(|&r| !self.has(host, r)).collect(),
+            .map(|&direction| {
+                let lacking = |rights: &[Right]| rights.iter().copied().filter(|&r| !self.has(host, r)).collect();
+                DirectionStatus {
+                    direction,
+                    missing: lacking(direction.needs()),
+                    limited: lacking(direction.improved_by().0),
+                }
             })
             .collect()
     }
@@ -182,9 +212,10 @@ mod tests {
         );
         g.delegated.extend([ns::STORAGE_AVATAR.to_owned(), ns::IQ_AVATAR.to_owned()]);
         let report = g.report("example.org");
-        assert!(report.iter().all(|s| !s.missing.is_empty()), "no IQ permission: every direction lacks something");
+        let on: Vec<Direction> = report.iter().filter(|s| s.missing.is_empty()).map(|s| s.direction).collect();
+        assert_eq!(on, vec![Direction::LegacyStorage, Direction::LegacyReaders], "what delegation alone allows");
         let readers = report.iter().find(|s| s.direction == Direction::LegacyReaders).unwrap();
-        assert_eq!(readers.missing, vec![Right::Iq(ns::PUBSUB, IqType::Get), Right::Iq(ns::VCARD, IqType::Get)]);
-        assert!(readers.missing[0].how_to_grant().contains("24.10"));
+        assert_eq!(readers.limited, vec![Right::Iq(ns::PUBSUB, IqType::Get)], "from vCards only");
+        assert!(readers.limited[0].how_to_grant().contains("24.10"));
     }
 }

@@ -156,6 +156,13 @@ pub enum Event {
         /// What was refused.
         what: Refusal,
     },
+    /// What software a served host runs (XEP-0092), once per connection. Behaviour follows the grants, never this.
+    Server {
+        /// The host.
+        host: String,
+        /// "Prosody 0.12.3", "ejabberd 23.01", or why it is unknown.
+        software: String,
+    },
     /// A swept account has nothing outstanding any more ([`Engine::sweep`]).
     Swept {
         /// Account.
@@ -271,6 +278,23 @@ impl Engine {
     pub fn handle_connected(&mut self, now: Instant) {
         self.grants = Grants::default();
         self.report_at = Some(now + self.config.report_delay);
+        for host in self.config.hosts.clone() {
+            // An id of its own, so the gateway's request ids (`gw<n>`) are the same with or without it.
+            let id = format!("version-{host}");
+            let query = crate::wire::xml::element("query", ns::VERSION).build();
+            let component = self.config.component.clone();
+            self.outbox.push_back(iq(
+                ns::COMPONENT,
+                IqType::Get,
+                &id,
+                Some(&component),
+                Some(host.as_str()),
+                Some(query),
+            ));
+            let (deadline, asked) = (now + self.config.iq_timeout, host.to_string());
+            let exchange = Exchange::ServerVersion { host };
+            self.pending.insert(id, Pending { deadline, exchange, asked, privilege: None });
+        }
     }
 
     /// The stream went away: every outstanding exchange is void (its reply can no longer come), and waiting
@@ -526,7 +550,7 @@ impl Engine {
             if self.pending.get(&envelope.id).is_some_and(|p| from.as_ref() == Some(&p.asked))
                 && let Some(p) = self.pending.remove(&envelope.id)
             {
-                self.exchange_reply(now, p.exchange, &envelope, stanza);
+                self.exchange_reply(now, p, &envelope, stanza);
             }
             return;
         }
@@ -583,7 +607,8 @@ impl Engine {
         let component = self.config.component.clone();
         self.outbox.push_back(iq(ns::COMPONENT, kind, &id, Some(&component), Some(to), Some(payload)));
         let asked = Jid::new(to).map_or_else(|_| to.to_owned(), |j| j.to_string());
-        self.pending.insert(id, Pending { deadline: now + self.config.iq_timeout, exchange, asked });
+        let deadline = now + self.config.iq_timeout;
+        self.pending.insert(id, Pending { deadline, exchange, asked, privilege: None });
     }
 
     /// Sends a XEP-0356 privileged IQ on the account's behalf, about its own data, if that right was granted; says
@@ -616,7 +641,10 @@ impl Engine {
         if !self.grants.allows_iq(managed.domain().as_str(), namespace, kind) {
             let what = format!("{} {namespace}", kind.as_str());
             self.sweep_refused(managed, || format!("not granted: {what}"));
-            self.events.push_back(Event::NotGranted { account: managed.to_string(), what });
+            // Once per host and right until the next connection: the capability report already named the fix.
+            if self.grants.first_miss(managed.domain().as_str(), namespace, kind) {
+                self.events.push_back(Event::NotGranted { account: managed.to_string(), what });
+            }
             return false;
         }
         let id = self.id();
@@ -626,8 +654,8 @@ impl Engine {
             let component = self.config.component.clone();
             self.outbox.push_back(component::privileged_iq(&id, &component, managed, target, kind, payload));
         }
-        let asked = managed.to_string();
-        self.pending.insert(id, Pending { deadline: now + self.config.iq_timeout, exchange, asked });
+        let (asked, deadline) = (managed.to_string(), now + self.config.iq_timeout);
+        self.pending.insert(id, Pending { deadline, exchange, asked, privilege: Some((namespace, kind)) });
         true
     }
 

@@ -18,6 +18,15 @@ use crate::wire::component::{self, Delegated};
 use crate::wire::stanza::{Condition, Iq, IqType};
 use crate::wire::{ns, vcard, xep0008, xep0084};
 
+/// What a vCard read does without the vCard privilege.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum VcardFallback {
+    /// Nothing: the read is reported as not granted (a migration sweep, which could not write anyway).
+    None,
+    /// A plain read, as any entity may read a vCard (serves XEP-0008 readers on ejabberd < 24.10).
+    AsAnyone,
+}
+
 impl Engine {
     /// Adopts an image already held (cache or store): with the renditions made of it before when they are still
     /// held, else after they are made again (a job for the shell; nothing is decoded here).
@@ -202,12 +211,21 @@ impl Engine {
         self.privileged(now, account, ns::PUBSUB, IqType::Get, request, Exchange::PepPoll { account: account.clone() });
     }
 
-    pub(super) fn read_vcard(&mut self, now: Instant, account: &BareJid) {
-        if self.is_pending(|e| matches!(e, Exchange::VcardRead { account: a } if a == account)) {
+    /// Reads the account's vCard with the privilege; without it, as `fallback` says.
+    pub(super) fn read_vcard(&mut self, now: Instant, account: &BareJid, fallback: VcardFallback) {
+        if self.is_pending(|e| matches!(e, Exchange::VcardRead { account: a, .. } if a == account)) {
             return;
         }
-        let exchange = Exchange::VcardRead { account: account.clone() };
-        self.privileged(now, account, ns::VCARD, IqType::Get, vcard::request(), exchange);
+        let public = !self.grants.allows_iq(account.domain().as_str(), ns::VCARD, IqType::Get)
+            && fallback == VcardFallback::AsAnyone;
+        let exchange = Exchange::VcardRead { account: account.clone(), public };
+        if public {
+            // vCards are public (XEP-0054 §3.2): without the privilege (ejabberd < 24.10) the gateway reads what any
+            // entity may read, which is all an XEP-0008 reader needs.
+            self.request(now, IqType::Get, account.as_str(), vcard::request(), exchange);
+        } else {
+            self.privileged(now, account, ns::VCARD, IqType::Get, vcard::request(), exchange);
+        }
     }
 
     /// Reads what the schemes hold when a presence hints at a change, or when nothing is known yet.
@@ -222,7 +240,7 @@ impl Engine {
             self.poll_pep(now, account);
         }
         if converts != Some(true) && (vcard_seen == Seen::Unknown || differs(vcard_seen)) {
-            self.read_vcard(now, account);
+            self.read_vcard(now, account, VcardFallback::AsAnyone);
         }
     }
 
@@ -395,6 +413,11 @@ impl Engine {
         if requester == account {
             return Access::Allowed;
         }
+        // Without PEP reads the gateway holds only what any entity may read (public vCards, XEP-0008 data), so
+        // anyone may have it; an avatar that came from PEP all the same (a notification) is not served then.
+        if !self.grants.allows_iq(account.domain().as_str(), ns::PUBSUB, IqType::Get) {
+            return Access::Public;
+        }
         let local = self.config.hosts.iter().any(|h| h.domain() == requester.domain());
         if !local || !self.grants.allows_iq(requester.domain().as_str(), ns::PUBSUB, IqType::Get) {
             return Access::Denied(Condition::Forbidden);
@@ -433,6 +456,12 @@ impl Engine {
             return self.forget_empty_readers(account);
         }
         let current = self.accounts.get(account).and_then(|a| a.current().copied());
+        let from_pep = current.is_some_and(|c| c.source == Scheme::Pep);
+        if from_pep && let Some(readers) = self.readers.get_mut(account) {
+            for r in readers.iter_mut().filter(|r| r.access == Access::Public) {
+                r.access = Access::Denied(Condition::Forbidden);
+            }
+        }
         let rendition = match current {
             Some(c) => self.rendition(&c.legacy),
             None if self.is_pending(|e| e.account() == account) || self.transcodes.busy(account) => return,
@@ -452,12 +481,12 @@ impl Engine {
     /// Answers one reader: with the rendition if it may have it, else with the refusal (an unanswered access
     /// check counts as a refusal: the gateway fails closed).
     pub(super) fn answer_reader(&mut self, account: &BareJid, reader: Reader, rendition: Option<Rendition>) {
-        let rendition = rendition.filter(|_| reader.access == Access::Allowed);
+        let rendition = rendition.filter(|_| matches!(reader.access, Access::Allowed | Access::Public));
         let reply = match (&rendition, reader.access) {
             (Some(r), _) => reader.inner.result(ns::CLIENT, Some(xep0008::query(reader.store, Some(r)))),
             (None, Access::Denied(condition)) => reader.inner.error_reply(ns::CLIENT, condition),
             (None, Access::Asking) => reader.inner.error_reply(ns::CLIENT, Condition::InternalServerError),
-            (None, Access::Allowed) => reader.inner.error_reply(ns::CLIENT, Condition::ItemNotFound),
+            (None, Access::Allowed | Access::Public) => reader.inner.error_reply(ns::CLIENT, Condition::ItemNotFound),
         };
         self.outbox.push_back(component::delegated_reply(&reader.outer, reader.version, reply));
         let reader_jid = reader.inner.from.map(|j| j.to_string()).unwrap_or_default();
@@ -476,13 +505,14 @@ impl Exchange {
             Exchange::Converts { account }
             | Exchange::PepPoll { account }
             | Exchange::PepData { account, .. }
-            | Exchange::VcardRead { account }
+            | Exchange::VcardRead { account, .. }
             | Exchange::IqAvatar { account, .. }
             | Exchange::VcardWrite { account, .. }
             | Exchange::VcardSet { account, .. }
             | Exchange::PublishData { account, .. }
             | Exchange::PublishMetadata { account, .. }
             | Exchange::ReaderAccess { account, .. } => account,
+            Exchange::ServerVersion { host } => host,
         }
     }
 

@@ -51,7 +51,7 @@ impl Engine {
         self.sweeps.insert(account.clone(), SweepLog::default());
         self.ensure_converts_known(now, account);
         self.poll_pep(now, account);
-        self.read_vcard(now, account);
+        self.read_vcard(now, account, super::plan::VcardFallback::None);
         self.after_input(now);
     }
 

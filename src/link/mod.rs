@@ -25,6 +25,7 @@ use tokio_xmpp::xmlstream::{self, ReadError, StreamHeader, Timeouts, XmlStream};
 use tracing::{debug, error, info, warn};
 use xmpp_parsers::minidom::Element;
 
+use crate::engine::grants::Right;
 use crate::engine::{Engine, Event, TranscodeJob, TranscodeResult};
 use crate::wire::stanza::{IqType, iq};
 use crate::wire::{ns, xml};
@@ -257,16 +258,23 @@ fn now() -> std::time::Instant {
 pub fn log_event(event: &Event) {
     match event {
         Event::Capabilities { host, directions } => {
+            // One line per direction, readable at a glance; what to add to the server's config is on the line.
             for status in directions {
-                if status.missing.is_empty() {
-                    info!(%host, "ON  {}", status.direction.describe());
+                let what = status.direction.describe();
+                let fixes = |rights: &[Right]| {
+                    rights.iter().map(|r| format!("{r} ({})", r.how_to_grant())).collect::<Vec<_>>().join("; ")
+                };
+                if !status.missing.is_empty() {
+                    warn!(%host, "OFF {what}: needs {}", fixes(&status.missing));
+                } else if !status.limited.is_empty() {
+                    let (_, left_out) = status.direction.improved_by();
+                    warn!(%host, "ON  {what}, but {left_out}: add {}", fixes(&status.limited));
                 } else {
-                    for right in &status.missing {
-                        warn!(%host, "OFF {}: missing {right}. Grant it with: {}", status.direction.describe(), right.how_to_grant());
-                    }
+                    info!(%host, "ON  {what}");
                 }
             }
         }
+        Event::Server { host, software } => info!(%host, "the server runs {software}"),
         Event::Refused { account, scheme, reason } => warn!(%account, scheme = scheme.name(), "refused: {reason}"),
         Event::Untrusted { from, what } => warn!(%from, "{what} from {from} (this sender is quiet for a minute now)"),
         Event::StoreFailed(e) => error!("store: {e}"),

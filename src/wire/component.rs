@@ -167,8 +167,11 @@ pub fn privileged_iq(
 pub enum PrivilegedReply {
     /// The inner IQ's result payload (if any).
     Result(Option<Element>),
-    /// An error, inner or outer, with its defined condition (`None` when the server gave none).
+    /// The inner IQ's error: the answer to the request itself (`None`: no defined condition given).
     Error(Option<String>),
+    /// An outer error with no inner IQ: the server did not carry the request out at all (mod_privilege refusing
+    /// an ungranted namespace, or a plain request's own error).
+    Refused(Option<String>),
 }
 
 /// Unwraps the reply to a privileged IQ, whatever the envelope. The inner IQ in `<privilege><forwarded><iq/>`
@@ -185,7 +188,7 @@ pub fn privileged_reply(reply: &Iq, reply_element: &Element) -> PrivilegedReply 
         Some(Ok(inner)) if inner.kind == IqType::Result => PrivilegedReply::Result(inner.payload),
         Some(Ok(inner)) => PrivilegedReply::Error(inner.error.or_else(|| reply.error.clone())),
         Some(Err(_)) => PrivilegedReply::Error(Some("bad-request".into())),
-        None if reply.kind == IqType::Error => PrivilegedReply::Error(reply.error.clone()),
+        None if reply.kind == IqType::Error => PrivilegedReply::Refused(reply.error.clone()),
         None => PrivilegedReply::Result(reply.payload.clone().filter(|p| p.name() != "privilege")),
     }
 }
@@ -341,7 +344,7 @@ mod tests {
         let r = el(
             "<iq xmlns='jabber:component:accept' type='error' from='alice@localhost' to='avatars.localhost' id='o1'><error type='auth'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
         );
-        assert_eq!(privileged_reply(&Iq::parse(&r).unwrap(), &r), PrivilegedReply::Error(Some("forbidden".into())));
+        assert_eq!(privileged_reply(&Iq::parse(&r).unwrap(), &r), PrivilegedReply::Refused(Some("forbidden".into())));
     }
 
     #[test]

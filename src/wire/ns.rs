@@ -49,6 +49,8 @@ pub const DATA_FORMS: &str = "jabber:x:data";
 
 /// XEP-0030: Service Discovery, info.
 pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+/// XEP-0092: Software Version.
+pub const VERSION: &str = "jabber:iq:version";
 /// XEP-0199: XMPP Ping.
 pub const PING: &str = "urn:xmpp:ping";
 /// XEP-0297: Stanza Forwarding.

@@ -35,6 +35,9 @@ pub struct FakeServer {
     pub converts: bool,
     /// Send the component a headline notification for each metadata publication (as if it were subscribed).
     pub notify: bool,
+    /// Wrap inner errors in an outer *error*, as ejabberd ≥ 24.10 and prosody-modules of 2026 do (Prosody 0.12's
+    /// mod_privilege uses an outer result).
+    pub error_envelope: bool,
     accounts: BTreeMap<String, ServerAccount>,
     /// Every privileged IQ served: `"<account> <get|set> <what>"`.
     pub log: Log,
@@ -143,7 +146,7 @@ impl FakeServer {
             return vec![parse(&reply)];
         }
         let mut out = Vec::new();
-        let reply = match (kind.as_str(), payload.name(), payload.ns().as_str()) {
+        let mut reply = match (kind.as_str(), payload.name(), payload.ns().as_str()) {
             ("get", "pubsub", ns::PUBSUB) => self.items(&id, &account, &payload),
             ("set", "pubsub", ns::PUBSUB) => self.publish(&id, &account, &payload, &mut out),
             ("get", "vCard", ns::VCARD) => {
@@ -163,6 +166,9 @@ impl FakeServer {
             }
             other => panic!("the fake server does not serve {other:?}: {}", xml::to_string(stanza)),
         };
+        if self.error_envelope && reply.contains("<iq xmlns='jabber:client' type='error'") {
+            reply = reply.replacen("type='result'", "type='error'", 1);
+        }
         out.insert(0, parse(&reply));
         out
     }

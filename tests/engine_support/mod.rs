@@ -99,6 +99,7 @@ impl Harness {
     /// The connection sequence of [`Harness::prosody`], reusable after a reconnect.
     pub fn connect_prosody(&mut self) {
         self.engine.handle_connected(self.now);
+        self.answer_version_query("Prosody", "0.12.3");
         self.recv(PROSODY_PRIVILEGES);
         for namespace in [ns::STORAGE_AVATAR, ns::IQ_AVATAR] {
             let node = format!("urn:xmpp:delegation:2:bare:{namespace}");
@@ -115,10 +116,63 @@ impl Harness {
         self.recv(PROSODY_DELEGATION);
         self.expect_nothing_sent();
         self.advance(REPORT_DELAY);
-        let all_on: Vec<DirectionStatus> =
-            Direction::ALL.iter().map(|&direction| DirectionStatus { direction, missing: vec![] }).collect();
-        self.expect_events(vec![Event::Capabilities { host: DOMAIN.into(), directions: all_on }]);
+        let all_on: Vec<DirectionStatus> = Direction::ALL
+            .iter()
+            .map(|&direction| DirectionStatus { direction, missing: vec![], limited: vec![] })
+            .collect();
+        self.expect_events(vec![
+            Event::Server { host: DOMAIN.into(), software: "Prosody 0.12.3".into() },
+            Event::Capabilities { host: DOMAIN.into(), directions: all_on },
+        ]);
         self.expect_nothing_sent();
+    }
+
+    /// Connected to an ejabberd 23.01 (specs.md §9): its version, `urn:xmpp:privilege:1` (no IQ permission) and
+    /// `urn:xmpp:delegation:1` of both XEP-0008 namespaces after the disco#info checks; the report still to come.
+    pub fn connect_ejabberd_23(&mut self) {
+        self.engine.handle_connected(self.now);
+        self.answer_version_query("ejabberd", "23.01");
+        self.expect_events(vec![Event::Server { host: DOMAIN.into(), software: "ejabberd 23.01".into() }]);
+        // ejabberd 23.01 (specs.md §9): all three perms always present, no IQ permission.
+        self.recv(
+            "<message xmlns='jabber:component:accept' from='localhost' to='avatars.localhost'>
+               <privilege xmlns='urn:xmpp:privilege:1'>
+                 <perm access='message' type='outgoing'/>
+                 <perm access='roster' type='none'/>
+                 <perm access='presence' type='managed_entity'/>
+               </privilege>
+             </message>",
+        );
+        // mod_delegation activates a namespace only once the component answers disco#info on both nodes.
+        for namespace in [ns::STORAGE_AVATAR, ns::IQ_AVATAR] {
+            for node in
+                [format!("urn:xmpp:delegation:1::{namespace}"), format!("urn:xmpp:delegation:1:bare:{namespace}")]
+            {
+                answers_delegation_disco(self, "q1", &node, namespace);
+            }
+        }
+        self.recv(
+            "<message xmlns='jabber:component:accept' from='localhost' to='avatars.localhost'>
+               <delegation xmlns='urn:xmpp:delegation:1'><delegated namespace='storage:client:avatar'/></delegation>
+             </message>",
+        );
+        self.recv(
+            "<message xmlns='jabber:component:accept' from='localhost' to='avatars.localhost'>
+               <delegation xmlns='urn:xmpp:delegation:1'><delegated namespace='jabber:iq:avatar'/></delegation>
+             </message>",
+        );
+    }
+
+    /// The XEP-0092 query the engine sends the host on connecting, answered as `name` `version`.
+    pub fn answer_version_query(&mut self, name: &str, version: &str) {
+        self.expect_sent(&format!(
+            "<iq xmlns='jabber:component:accept' type='get' id='version-{DOMAIN}' from='{COMPONENT}' to='{DOMAIN}'>\
+             <query xmlns='jabber:iq:version'/></iq>"
+        ));
+        self.recv(&format!(
+            "<iq xmlns='jabber:component:accept' type='result' id='version-{DOMAIN}' from='{DOMAIN}' to='{COMPONENT}'>\
+             <query xmlns='jabber:iq:version'><name>{name}</name><version>{version}</version></query></iq>"
+        ));
     }
 
     /// Feeds one stanza to the engine.
@@ -473,4 +527,18 @@ pub fn delegated_reply(outer_id: &str, inner: &str) -> String {
          <delegation xmlns='urn:xmpp:delegation:2'><forwarded xmlns='urn:xmpp:forward:0'>{inner}</forwarded>\
          </delegation></iq>"
     )
+}
+
+/// Answers the disco#info query mod_delegation sends for `node` before it activates `namespace`.
+pub fn answers_delegation_disco(h: &mut Harness, id: &str, node: &str, namespace: &str) {
+    h.recv(&format!(
+        "<iq xmlns='jabber:component:accept' type='get' id='{id}' from='localhost' to='avatars.localhost'>
+           <query xmlns='http://jabber.org/protocol/disco#info' node='{node}'/>
+         </iq>"
+    ));
+    h.expect_sent(&format!(
+        "<iq xmlns='jabber:component:accept' type='result' id='{id}' from='avatars.localhost' to='localhost'>
+           <query xmlns='http://jabber.org/protocol/disco#info' node='{node}'><feature var='{namespace}'/></query>
+         </iq>"
+    ));
 }

@@ -1,0 +1,136 @@
+//! The engine against the servers people run today: the reply envelopes of ejabberd ≥ 24.10 and prosody-modules of
+//! 2026, and ejabberd 23.01 without any IQ privilege. Exact stanzas in and out, nothing else sent.
+
+mod common;
+mod engine_support;
+
+use avatar_gateway::engine::account::Scheme;
+use avatar_gateway::engine::{Event, ServerConverts};
+use avatar_gateway::wire::{ns, xml};
+use engine_support::*;
+
+const PANDION: &str = "alice@localhost/pandion";
+const CAROL_PC: &str = "carol@localhost/pc";
+
+#[test]
+fn inner_errors_in_an_outer_error_read_as_the_inner_condition() {
+    // ejabberd 26.07 / prosody-modules hg20260723: an empty PEP node and a missing vCard come back as
+    // <iq type='error'><privilege><forwarded><iq type='error'><item-not-found/>, no <error/> outside. That is
+    // "no avatar there yet", so a XEP-0008 client's avatar is published to both.
+    let mut server = FakeServer::plain();
+    server.error_envelope = true;
+    let mut h = Harness::prosody(ServerConverts::No, server);
+    let img = Image::fixture("pixel-1x1.png");
+    h.recv(&presence(PANDION, &x_avatar(&img.hash)));
+    h.expect_sent(&iq_avatar_get("gw1", PANDION));
+    h.expect_sent_and_serve(&pep_poll("gw2", ALICE));
+    h.expect_sent_and_serve(&vcard_get("gw3", ALICE));
+    h.recv(&iq_avatar_result("gw1", PANDION, "image/png", &img.b64));
+    assert!(h.drive_bounded(20).is_empty());
+    let png = img.png();
+    assert_eq!(h.server.item_ids(ALICE, ns::AVATAR_METADATA), vec![png.hash().to_string()]);
+    assert!(h.server.vcard(ALICE).is_some_and(|v| v.contains(&photo(&png))), "{:?}", h.server.vcard(ALICE));
+    let events = h.take_events();
+    assert!(!events.iter().any(|e| matches!(e, Event::Refused { .. })), "{events:?}");
+}
+
+#[test]
+fn a_privileged_iq_the_server_refuses_is_told_once_and_not_sent_again() {
+    let mut h = Harness::prosody(ServerConverts::No, FakeServer::plain());
+    h.recv(&presence(PANDION, ""));
+    h.expect_sent(&pep_poll("gw1", ALICE));
+    h.expect_sent(&vcard_get("gw2", ALICE));
+    // mod_privilege refuses outright (no inner IQ): the grant it announced is not honoured.
+    h.recv(&format!(
+        "<iq xmlns='jabber:component:accept' type='error' id='gw1' from='{ALICE}' to='{COMPONENT}'>\
+         <error type='auth'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+    ));
+    h.serve(&parse(&vcard_get("gw2", ALICE)));
+    let events = h.take_events();
+    assert!(matches!(&events[0], Event::Refused { reason, .. } if reason.contains("forbidden")), "{events:?}");
+    // The next presence does not ask again; it is told once as not granted.
+    h.recv(&presence(PANDION, ""));
+    h.expect_events(vec![Event::NotGranted {
+        account: ALICE.into(),
+        what: "get http://jabber.org/protocol/pubsub".into(),
+    }]);
+    h.recv(&presence(PANDION, ""));
+    h.expect_no_events();
+    h.expect_nothing_sent();
+}
+
+#[test]
+fn ejabberd_23_serves_xep0008_readers_from_the_public_vcard() {
+    let mut h = Harness::new(ServerConverts::No, FakeServer::plain());
+    h.connect_ejabberd_23();
+    h.advance(REPORT_DELAY);
+    h.take_events();
+    let img = Image::fixture("avatar-96x96-alpha.png");
+    let vcard = format!("<vCard xmlns='vcard-temp'><FN>Alice</FN>{}</vCard>", photo(&img.rendition()));
+
+    // Carol, not even a contact, asks for Alice's avatar: with no IQ privilege the gateway can read nothing private,
+    // so it reads the vCard as anyone may, and serves that.
+    // ejabberd's mod_delegation speaks urn:xmpp:delegation:1.
+    h.recv(&format!(
+        "<iq xmlns='jabber:component:accept' type='set' id='d1' from='{DOMAIN}' to='{COMPONENT}'>\
+         <delegation xmlns='urn:xmpp:delegation:1'><forwarded xmlns='urn:xmpp:forward:0'>\
+         <iq xmlns='jabber:client' type='get' id='r1' from='{CAROL_PC}' to='{ALICE}'>\
+         <query xmlns='storage:client:avatar'/></iq></forwarded></delegation></iq>"
+    ));
+    h.expect_sent(&format!(
+        "<iq xmlns='jabber:component:accept' type='get' id='gw1' from='{COMPONENT}' to='{ALICE}'>\
+         <vCard xmlns='vcard-temp'/></iq>"
+    ));
+    h.expect_nothing_sent();
+    // ejabberd answers for the account, plainly (no privilege envelope).
+    h.recv(&format!(
+        "<iq xmlns='jabber:component:accept' type='result' id='gw1' from='{ALICE}' to='{COMPONENT}'>{vcard}</iq>"
+    ));
+    let reply = h.next_sent().expect("the reader's answer");
+    let legacy = img.legacy();
+    assert_eq!(
+        xml::to_string(&reply),
+        xml::to_string(&parse(&format!(
+            "<iq xmlns='jabber:component:accept' type='result' id='d1' from='{COMPONENT}' to='{DOMAIN}'>\
+             <delegation xmlns='urn:xmpp:delegation:1'><forwarded xmlns='urn:xmpp:forward:0'>\
+             <iq xmlns='jabber:client' type='result' id='r1' from='{ALICE}' to='{CAROL_PC}'>\
+             <query xmlns='storage:client:avatar'><data mimetype='{}'>{}</data></query></iq>\
+             </forwarded></delegation></iq>",
+            legacy.mime(),
+            avatar_gateway::wire::b64::encode(legacy.bytes())
+        )))
+    );
+    let events = h.take_events();
+    assert!(events.contains(&Event::Adopted { account: ALICE.into(), scheme: Scheme::Vcard, hash: img.hash }));
+    assert!(events.contains(&Event::Served {
+        account: ALICE.into(),
+        reader: CAROL_PC.into(),
+        hash: Some(legacy.hash())
+    }));
+    h.expect_nothing_sent();
+}
+
+#[test]
+fn a_plain_vcard_read_without_photo_never_removes_an_avatar() {
+    // mod_vcard_legacy builds a plain read's vCard with the asker's PEP access: "no PHOTO" there proves nothing.
+    let mut h = Harness::new(ServerConverts::No, FakeServer::plain());
+    h.connect_ejabberd_23();
+    h.advance(REPORT_DELAY);
+    h.take_events();
+    let img = Image::fixture("pixel-1x1.png");
+    h.recv(&presence(PANDION, &x_avatar(&img.hash)));
+    h.expect_sent(&iq_avatar_get("gw1", PANDION));
+    h.expect_sent(&format!(
+        "<iq xmlns='jabber:component:accept' type='get' id='gw2' from='{COMPONENT}' to='{ALICE}'>\
+         <vCard xmlns='vcard-temp'/></iq>"
+    ));
+    h.recv(&iq_avatar_result("gw1", PANDION, "image/png", &img.b64));
+    h.recv(&format!(
+        "<iq xmlns='jabber:component:accept' type='result' id='gw2' from='{ALICE}' to='{COMPONENT}'>\
+         <vCard xmlns='vcard-temp'><FN>Alice</FN></vCard></iq>"
+    ));
+    let events = h.take_events();
+    assert!(events.contains(&Event::Adopted { account: ALICE.into(), scheme: Scheme::Legacy, hash: img.hash }));
+    assert!(!events.iter().any(|e| matches!(e, Event::Removed { .. })), "{events:?}");
+    h.expect_nothing_sent();
+}
