@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::client::Client;
 use support::images::{avatar_png, dimensions, sha1_hex};
-use support::prosody::{Mode, Prosody};
+use support::prosody::{Flavor, Mode, Prosody, skip_on};
 
 const META: &str = "urn:xmpp:avatar:metadata";
 
@@ -178,6 +178,11 @@ fn observers_with_notify_caps_receive_pep_notifications() {
     let event = obs.ok(json!({"cmd": "wait_pep_event", "jid": "alice@localhost", "item_id": a.sha1}));
     assert_eq!(event["node"], META, "{event}");
     assert_eq!(event["infos"][0]["id"], a.sha1.as_str(), "{event}");
+    // Prosody 13.0's mod_pep drops item@publisher unless the node's pubsub#itemreply is "publisher" (its default is
+    // "none"); the gateway does not rely on it (wire::xep0084 parses it, nothing reads it).
+    if skip_on(Flavor::Prosody13, "the rest: item@publisher, which 13.0's mod_pep leaves out (pubsub#itemreply none)") {
+        return;
+    }
     // Prosody puts the publisher's *bare* JID in item@publisher, and pushes to both the bare and the full JID.
     assert_eq!(event["publisher"], alice.bare_jid(), "{event}");
 }

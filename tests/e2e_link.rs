@@ -172,7 +172,9 @@ fn mod_privilege_writes_a_byte_count_after_its_refusal_and_the_filter_drops_exac
 fn stray_text_from_mod_privilege_costs_neither_the_link_nor_later_conversions() {
     let mut server = Prosody::start(Mode::PlainVcard, &["alice", "bob", "obs"]);
     enable_admin_shell(&mut server);
-    let gateway = Gateway::start(&server);
+    // A right the server refuses is not asked for again for `refusal_retry_secs`: one second, so the restored
+    // right is used again within the test.
+    let gateway = Gateway::start_with(&server, &["gateway.refusal_retry_secs=1"]);
     // The gateway asks only for what was granted, so take a right back from its live session, as an operator
     // might: its next privileged IQ then meets mod_privilege.lua lines 547–548, which write the stray byte count.
     let session = component_session();
@@ -191,6 +193,7 @@ fn stray_text_from_mod_privilege_costs_neither_the_link_nor_later_conversions() 
         &format!("local p = {session}.privileges[\"{DOMAIN}\"]; p.iq = {session}.e2e_iq; return p.iq and \"restored\""),
     );
     assert!(restored.contains("restored"), "{restored}");
+    std::thread::sleep(Duration::from_secs(1)); // the refusal's retry period
 
     let mut obs = Client::login(&server, "obs");
     let (_bob, hash) = legacy_owner(&server, "bob", 22);

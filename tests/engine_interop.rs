@@ -57,6 +57,10 @@ fn a_privileged_iq_the_server_refuses_is_told_once_and_not_sent_again() {
     h.recv(&presence(PANDION, ""));
     h.expect_no_events();
     h.expect_nothing_sent();
+    // Once the retry period is over (the admin fixed the config), it is asked again.
+    h.advance(REFUSAL_RETRY);
+    h.recv(&presence(PANDION, ""));
+    assert!(h.next_sent().is_some_and(|s| xml::to_string(&s).contains("urn:xmpp:avatar:metadata")));
 }
 
 #[test]
@@ -133,4 +137,35 @@ fn a_plain_vcard_read_without_photo_never_removes_an_avatar() {
     assert!(events.contains(&Event::Adopted { account: ALICE.into(), scheme: Scheme::Legacy, hash: img.hash }));
     assert!(!events.iter().any(|e| matches!(e, Event::Removed { .. })), "{events:?}");
     h.expect_nothing_sent();
+}
+
+#[test]
+fn answers_owed_to_the_server_wait_for_its_announcement() {
+    // ejabberd 26.07 drops what the component sends before it has recorded its privileges: the answer that
+    // activates a delegation, sent too early, would be lost until the next connection.
+    let mut h = Harness::new(ServerConverts::No, FakeServer::plain());
+    h.engine.handle_connected(h.now);
+    let node = format!("urn:xmpp:delegation:2:bare:{}", ns::STORAGE_AVATAR);
+    h.recv(&format!(
+        "<iq xmlns='jabber:component:accept' type='get' id='q1' from='{DOMAIN}' to='{COMPONENT}'>\
+         <query xmlns='http://jabber.org/protocol/disco#info' node='{node}'/></iq>"
+    ));
+    h.expect_nothing_sent();
+    h.recv(PROSODY_PRIVILEGES);
+    // The announcement releases the version query (held since connecting), then the answer, in that order.
+    assert_eq!(h.next_sent().and_then(|s| s.attr("id").map(str::to_owned)).as_deref(), Some("version-localhost"));
+    h.expect_sent(&format!(
+        "<iq xmlns='jabber:component:accept' type='result' id='q1' from='{COMPONENT}' to='{DOMAIN}'>\
+         <query xmlns='http://jabber.org/protocol/disco#info' node='{node}'><feature var='{}'/></query></iq>",
+        ns::STORAGE_AVATAR
+    ));
+    h.expect_nothing_sent();
+
+    // A server that grants nothing announces nothing: what it is owed goes after two seconds all the same.
+    h.engine.handle_connected(h.now);
+    h.expect_nothing_sent();
+    h.advance(std::time::Duration::from_millis(1999));
+    h.expect_nothing_sent();
+    h.advance(std::time::Duration::from_millis(1));
+    assert!(h.next_sent().is_some_and(|s| s.attr("id") == Some("version-localhost")));
 }

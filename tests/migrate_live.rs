@@ -37,10 +37,11 @@ impl Sim {
 
     fn connect(&mut self) {
         self.sweep.handle_connected(self.now);
-        // The version query each connection starts with (left unanswered: it only feeds the operator's log).
+        self.sweep.handle_stanza(self.now, parse(PROSODY_PRIVILEGES));
+        // The version query each connection sends once the server has announced (left unanswered: it only feeds
+        // the operator's log).
         let version = self.sweep.poll_transmit().expect("the XEP-0092 query");
         assert_eq!(version.attr("id"), Some("version-localhost"));
-        self.sweep.handle_stanza(self.now, parse(PROSODY_PRIVILEGES));
     }
 
     /// Serves everything the sweep sends, moving the clock to each deadline, until the sweep is done or `until`.

@@ -46,14 +46,12 @@ pub(super) enum Exchange {
 }
 
 impl Exchange {
-    /// Whether this exchange is already fetching the bytes of `hash` (so a second asker waits for it).
-    pub(super) fn fetches(&self, hash: &AvatarHash) -> bool {
-        matches!(self, Exchange::PepData { hash: h, .. } | Exchange::IqAvatar { hash: h, .. } if h == hash)
-    }
-
-    /// Whether this exchange fetches image bytes for `account`.
-    pub(super) fn fetches_for(&self, account: &BareJid) -> bool {
-        matches!(self, Exchange::PepData { account: a, .. } | Exchange::IqAvatar { account: a, .. } if a == account)
+    /// The hash whose bytes this exchange fetches, if it is a fetch.
+    pub(super) fn fetched_hash(&self) -> Option<AvatarHash> {
+        match self {
+            Exchange::PepData { hash, .. } | Exchange::IqAvatar { hash, .. } => Some(*hash),
+            _ => None,
+        }
     }
 }
 
@@ -111,7 +109,8 @@ impl Engine {
             // The server would not carry a privileged IQ out (a grant withdrawn or never honoured): stop asking
             // it for this right until the next connection, and say so once.
             if matches!(condition.as_deref(), Some("forbidden" | "not-allowed" | "service-unavailable")) {
-                self.grants.refuse(exchange.account().domain().as_str(), namespace, kind);
+                let until = now + self.config.refusal_retry;
+                self.grants.refuse(exchange.account().domain().as_str(), namespace, kind, until);
             }
             answer = PrivilegedReply::Error(condition.clone());
         }

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::time::Instant;
 
 use crate::wire::component::{DelegationVersion, PresenceAccess, Privileges};
 use crate::wire::ns;
@@ -19,8 +20,9 @@ pub struct Grants {
     pub delegated: BTreeSet<String>,
     /// The delegation generation the server speaks, once known.
     pub delegation_version: Option<DelegationVersion>,
-    /// Privileged IQs the server refused although announced (host, namespace, type): not asked again.
-    refused: BTreeSet<(String, &'static str, IqType)>,
+    /// Privileged IQs the server refused although announced (host, namespace, type), and until when they are not
+    /// asked again.
+    refused: BTreeMap<(String, &'static str, IqType), Instant>,
     /// Missing rights already told about (host, namespace, type).
     told: BTreeSet<(String, &'static str, IqType)>,
 }
@@ -48,7 +50,7 @@ impl Right {
                 kind.as_str()
             ),
             Right::Delegation(namespace) => format!(
-                "Prosody: delegations = {{ [\"{namespace}\"] = {{ jid = \"<component>\" }} }}; ejabberd: mod_delegation: namespaces: \"{namespace}\": {{}}"
+                "Prosody: delegations = {{ [\"{namespace}\"] = {{ jid = \"<component>\" }} }}; ejabberd: mod_delegation: namespaces: \"{namespace}\": {{access: <rule allowing the component>}} (the default access is none)"
             ),
         }
     }
@@ -158,12 +160,19 @@ impl Grants {
 
     /// Whether the privileged IQ `kind` on `namespace` may be sent for an account of `host`.
     pub fn allows_iq(&self, host: &str, namespace: &'static str, kind: IqType) -> bool {
-        self.has(host, Right::Iq(namespace, kind)) && !self.refused.contains(&(host.to_owned(), namespace, kind))
+        self.has(host, Right::Iq(namespace, kind))
     }
 
-    /// The server refused a privileged IQ it had announced: treat that right as not granted from now on.
-    pub fn refuse(&mut self, host: &str, namespace: &'static str, kind: IqType) {
-        self.refused.insert((host.to_owned(), namespace, kind));
+    /// Whether that privileged IQ may be sent at `now`: granted, and not refused by the server lately.
+    pub fn allows_iq_at(&self, host: &str, namespace: &'static str, kind: IqType, now: Instant) -> bool {
+        let refused = self.refused.get(&(host.to_owned(), namespace, kind)).is_some_and(|&until| now < until);
+        self.allows_iq(host, namespace, kind) && !refused
+    }
+
+    /// The server refused a privileged IQ it had announced: treat that right as not granted until `until` (an
+    /// admin who fixes the server's config sees it work again then, without restarting the gateway).
+    pub fn refuse(&mut self, host: &str, namespace: &'static str, kind: IqType, until: Instant) {
+        self.refused.insert((host.to_owned(), namespace, kind), until);
     }
 
     /// Whether this is the first time a missing right is met (so it is told once, not on every presence).

@@ -12,6 +12,8 @@
 pub mod account;
 mod exchange;
 pub mod grants;
+mod opening;
+mod outstanding;
 mod plan;
 mod sweep;
 mod transcode;
@@ -34,6 +36,8 @@ use crate::wire::{ns, vcard, xep0008, xep0084};
 use account::{Account, Scheme, Seen, Verdict};
 use exchange::{Exchange, Pending, Reader, Waiter};
 use grants::{DirectionStatus, Grants};
+use opening::Opening;
+use outstanding::Outstanding;
 use sweep::SweepLog;
 pub use sweep::SweepOutcome;
 pub use transcode::{JobId, TranscodeJob, TranscodeResult};
@@ -67,6 +71,8 @@ pub struct EngineConfig {
     pub cache: CacheLimits,
     /// How long to wait for any reply.
     pub iq_timeout: Duration,
+    /// How long a privileged IQ the server refused (although it announced the right) is not sent again.
+    pub refusal_retry: Duration,
     /// How long after connecting to report the granted capabilities (the server announces them one by one).
     pub report_delay: Duration,
     /// `pubsub#access_model` to publish with; `None` keeps the server's default (XEP-0398 privacy note).
@@ -229,12 +235,14 @@ pub struct Engine {
     accounts: HashMap<BareJid, Account>,
     cache: AvatarCache,
     store: Box<dyn Store>,
-    pending: HashMap<String, Pending>,
+    pending: Outstanding,
     readers: HashMap<BareJid, Vec<Reader>>,
     outbox: VecDeque<Element>,
     events: VecDeque<Event>,
     next_id: u64,
     report_at: Option<Instant>,
+    /// What waits for the server's announcements on this connection.
+    opening: Opening,
     /// Accounts waiting on another account's fetch of the same hash (the scheme they saw it in, and the client to
     /// ask themselves should that fetch fail).
     fetch_waiters: HashMap<AvatarHash, Vec<Waiter>>,
@@ -259,12 +267,13 @@ impl Engine {
             accounts: HashMap::new(),
             cache,
             store,
-            pending: HashMap::new(),
+            pending: Outstanding::default(),
             readers: HashMap::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             next_id: 0,
             report_at: None,
+            opening: Opening::default(),
             fetch_waiters: HashMap::new(),
             deferred_fetches: HashMap::new(),
             transcodes: Transcodes::default(),
@@ -278,19 +287,14 @@ impl Engine {
     pub fn handle_connected(&mut self, now: Instant) {
         self.grants = Grants::default();
         self.report_at = Some(now + self.config.report_delay);
+        self.opening = Opening::start(now);
         for host in self.config.hosts.clone() {
             // An id of its own, so the gateway's request ids (`gw<n>`) are the same with or without it.
             let id = format!("version-{host}");
             let query = crate::wire::xml::element("query", ns::VERSION).build();
             let component = self.config.component.clone();
-            self.outbox.push_back(iq(
-                ns::COMPONENT,
-                IqType::Get,
-                &id,
-                Some(&component),
-                Some(host.as_str()),
-                Some(query),
-            ));
+            let version = iq(ns::COMPONENT, IqType::Get, &id, Some(&component), Some(host.as_str()), Some(query));
+            self.opening.send(host.as_str(), version, &mut self.outbox);
             let (deadline, asked) = (now + self.config.iq_timeout, host.to_string());
             let exchange = Exchange::ServerVersion { host };
             self.pending.insert(id, Pending { deadline, exchange, asked, privilege: None });
@@ -302,7 +306,7 @@ impl Engine {
     pub fn handle_disconnected(&mut self, _now: Instant) {
         // A fetch in flight is void: forget the hash it was for, so that seeing it again after the reconnect (the
         // server re-sends every presence, XEP-0356) fetches it instead of taking it for old news.
-        for p in std::mem::take(&mut self.pending).into_values() {
+        for p in self.pending.take_all() {
             let (account, scheme, hash) = match p.exchange {
                 Exchange::IqAvatar { account, hash } => (account, Scheme::Legacy, hash),
                 Exchange::PepData { account, hash } => (account, Scheme::Pep, hash),
@@ -325,6 +329,7 @@ impl Engine {
         self.sweeps.clear();
         self.readers.clear();
         self.report_at = None;
+        self.opening = Opening::default();
     }
 
     /// One stanza from the component stream.
@@ -348,12 +353,9 @@ impl Engine {
             self.report_at = None;
             self.report_capabilities();
         }
-        let mut expired: Vec<(Instant, String)> =
-            self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(id, p)| (p.deadline, id.clone())).collect();
-        // In the order they were sent (ids are `gw<n>`), so a run is the same every time.
-        expired.sort_by(|(t1, a), (t2, b)| (t1, a.len(), a).cmp(&(t2, b.len(), b)));
-        let expired = expired.into_iter().map(|(_, id)| id);
-        for id in expired {
+        self.opening.expire(now, &mut self.outbox);
+        // In the order they were sent, so a run is the same every time.
+        for id in self.pending.expired(now) {
             if let Some(p) = self.pending.remove(&id) {
                 self.exchange_failed(now, p.exchange, "timeout");
             }
@@ -418,9 +420,8 @@ impl Engine {
     /// When [`Engine::handle_timeout`] must next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let exchanges = self.pending.values().map(|p| p.deadline);
         let readers = self.readers.values().flatten().map(|r| r.deadline);
-        exchanges.chain(readers).chain(self.report_at).min()
+        readers.chain(self.pending.next_deadline()).chain(self.report_at).chain(self.opening.deadline()).min()
     }
 
     /// What the server has granted so far.
@@ -486,6 +487,7 @@ impl Engine {
             return match &from {
                 Some(host) if from_server => {
                     self.grants.privileges.insert(host.domain().to_string(), privileges);
+                    self.opening.announced(host.domain().as_str(), &mut self.outbox);
                 }
                 _ => self.note_untrusted(now, from.as_ref(), Refusal::PrivilegeAnnouncement),
             };
@@ -554,16 +556,23 @@ impl Engine {
             }
             return;
         }
+        let from_server = envelope.from.as_ref().is_some_and(|j| self.is_server(j));
         if let Some(delegated) = component::delegated(stanza) {
             // XEP-0355 §7: only the server forwards delegated IQs. The same wrapper from anyone else is a user
             // trying to speak as another user (the inner `from` is whatever they wrote).
-            if !envelope.from.as_ref().is_some_and(|j| self.is_server(j)) {
+            if !from_server {
                 self.note_untrusted(now, envelope.from.as_ref(), Refusal::Delegation);
                 return self.outbox.push_back(envelope.error_reply(ns::COMPONENT, Condition::Forbidden));
             }
             return self.handle_delegated(now, &envelope, delegated);
         }
         let reply = match envelope.payload.as_ref() {
+            // mod_delegation activates a namespace only on this answer: it must not be lost (see `opening`).
+            Some(q) if envelope.kind == IqType::Get && q.is("query", ns::DISCO_INFO) && from_server => {
+                let answer = envelope.result(ns::COMPONENT, Some(self.disco_info(q)));
+                let host = envelope.from.as_ref().map(|j| j.domain().to_string()).unwrap_or_default();
+                return self.opening.send(&host, answer, &mut self.outbox);
+            }
             Some(q) if envelope.kind == IqType::Get && q.is("query", ns::DISCO_INFO) => Some(self.disco_info(q)),
             Some(p) if envelope.kind == IqType::Get && p.is("ping", ns::PING) => None,
             _ => {
@@ -638,7 +647,7 @@ impl Engine {
         payload: Element,
         exchange: Exchange,
     ) -> bool {
-        if !self.grants.allows_iq(managed.domain().as_str(), namespace, kind) {
+        if !self.grants.allows_iq_at(managed.domain().as_str(), namespace, kind, now) {
             let what = format!("{} {namespace}", kind.as_str());
             self.sweep_refused(managed, || format!("not granted: {what}"));
             // Once per host and right until the next connection: the capability report already named the fix.
@@ -659,8 +668,9 @@ impl Engine {
         true
     }
 
-    fn is_pending(&self, matches: impl Fn(&Exchange) -> bool) -> bool {
-        self.pending.values().any(|p| matches(&p.exchange))
+    /// Whether one of `account`'s outstanding exchanges matches.
+    fn is_pending(&self, account: &BareJid, matches: impl Fn(&Exchange) -> bool) -> bool {
+        self.pending.any_for(account, matches)
     }
 
     fn account(&mut self, jid: &BareJid) -> &mut Account {
@@ -765,10 +775,10 @@ impl Engine {
     /// fetch and one transcode per round trip, and the other accounts' work is not queued behind its flood.
     fn fetch(&mut self, now: Instant, account: &BareJid, scheme: Scheme, hash: AvatarHash, legacy_from: Option<&Jid>) {
         let waiter = Waiter { account: account.clone(), scheme, legacy_from: legacy_from.cloned(), hash };
-        if self.is_pending(|e| e.fetches(&hash)) || self.transcodes.adopts_hash(&hash) {
+        if self.pending.fetching(&hash) || self.transcodes.adopts_hash(&hash) {
             return self.fetch_waiters.entry(hash).or_default().push(waiter);
         }
-        if self.is_pending(|e| e.fetches_for(account)) || self.transcodes.adopting(account) {
+        if self.is_pending(account, |e| e.fetched_hash().is_some()) || self.transcodes.adopting(account) {
             self.deferred_fetches.insert(account.clone(), waiter);
             return;
         }

@@ -143,7 +143,7 @@ impl Engine {
             let held = seen[target as usize];
             // Clearing a scheme that holds nothing (or that we have not read) is not needed.
             let satisfied = held == wanted || (png.is_none() && !matches!(held, Seen::Avatar(_)));
-            if satisfied || self.is_pending(|e| e.writes(account, target)) {
+            if satisfied || self.is_pending(account, |e| e.writes(account, target)) {
                 continue;
             }
             match (target, &png) {
@@ -204,7 +204,7 @@ impl Engine {
     }
 
     pub(super) fn poll_pep(&mut self, now: Instant, account: &BareJid) {
-        if self.is_pending(|e| matches!(e, Exchange::PepPoll { account: a } if a == account)) {
+        if self.is_pending(account, |e| matches!(e, Exchange::PepPoll { .. })) {
             return;
         }
         let request = xep0084::request_items(xep0084::AvatarNode::METADATA, None);
@@ -213,10 +213,10 @@ impl Engine {
 
     /// Reads the account's vCard with the privilege; without it, as `fallback` says.
     pub(super) fn read_vcard(&mut self, now: Instant, account: &BareJid, fallback: VcardFallback) {
-        if self.is_pending(|e| matches!(e, Exchange::VcardRead { account: a, .. } if a == account)) {
+        if self.is_pending(account, |e| matches!(e, Exchange::VcardRead { .. })) {
             return;
         }
-        let public = !self.grants.allows_iq(account.domain().as_str(), ns::VCARD, IqType::Get)
+        let public = !self.grants.allows_iq_at(account.domain().as_str(), ns::VCARD, IqType::Get, now)
             && fallback == VcardFallback::AsAnyone;
         let exchange = Exchange::VcardRead { account: account.clone(), public };
         if public {
@@ -247,7 +247,7 @@ impl Engine {
     /// Asks the account once whether the server converts vCard ↔ PEP itself (XEP-0398 feature on the account).
     pub(super) fn ensure_converts_known(&mut self, now: Instant, account: &BareJid) {
         if self.account(account).server_converts.is_some()
-            || self.is_pending(|e| matches!(e, Exchange::Converts { account: a } if a == account))
+            || self.is_pending(account, |e| matches!(e, Exchange::Converts { .. }))
         {
             return;
         }
@@ -255,7 +255,7 @@ impl Engine {
         // (`iq = { ["http://jabber.org/protocol/disco#info"] = "get" }`); otherwise try plainly.
         let query = crate::wire::xml::element("query", ns::DISCO_INFO).build();
         let exchange = Exchange::Converts { account: account.clone() };
-        if self.grants.allows_iq(account.domain().as_str(), ns::DISCO_INFO, IqType::Get) {
+        if self.grants.allows_iq_at(account.domain().as_str(), ns::DISCO_INFO, IqType::Get, now) {
             self.privileged(now, account, ns::DISCO_INFO, IqType::Get, query, exchange);
         } else {
             self.request(now, IqType::Get, account.as_str(), query, exchange);
@@ -415,11 +415,11 @@ impl Engine {
         }
         // Without PEP reads the gateway holds only what any entity may read (public vCards, XEP-0008 data), so
         // anyone may have it; an avatar that came from PEP all the same (a notification) is not served then.
-        if !self.grants.allows_iq(account.domain().as_str(), ns::PUBSUB, IqType::Get) {
+        if !self.grants.allows_iq_at(account.domain().as_str(), ns::PUBSUB, IqType::Get, now) {
             return Access::Public;
         }
         let local = self.config.hosts.iter().any(|h| h.domain() == requester.domain());
-        if !local || !self.grants.allows_iq(requester.domain().as_str(), ns::PUBSUB, IqType::Get) {
+        if !local || !self.grants.allows_iq_at(requester.domain().as_str(), ns::PUBSUB, IqType::Get, now) {
             return Access::Denied(Condition::Forbidden);
         }
         let request = xep0084::request_items(xep0084::AvatarNode::METADATA, None);
@@ -464,7 +464,7 @@ impl Engine {
         }
         let rendition = match current {
             Some(c) => self.rendition(&c.legacy),
-            None if self.is_pending(|e| e.account() == account) || self.transcodes.busy(account) => return,
+            None if self.is_pending(account, |_| true) || self.transcodes.busy(account) => return,
             None => None,
         };
         for reader in self.readers.remove(account).unwrap_or_default() {

@@ -104,7 +104,7 @@ impl Engine {
 
     /// Whether anything about `account` is still outstanding: a request, or a fetch it waits on.
     fn busy(&self, account: &BareJid) -> bool {
-        self.is_pending(|e| e.account() == account)
+        self.is_pending(account, |_| true)
             || self.deferred_fetches.contains_key(account)
             || self.transcodes.busy(account)
             || self.fetch_waiters.values().flatten().any(|w| &w.account == account)

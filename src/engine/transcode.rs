@@ -99,12 +99,16 @@ pub(super) struct Transcodes {
     /// Accounts with queued jobs, in turn order (each at most once).
     turns: VecDeque<BareJid>,
     queued: HashMap<BareJid, VecDeque<JobId>>,
+    /// Per account, how many purposes wait (all, and adoptions): answers `busy` and `adopting` without a scan.
+    waiting: HashMap<BareJid, (usize, usize)>,
 }
 
 impl Transcodes {
     /// Asks for `bytes` to be transcoded for `purpose`; joins the job already asked for the same image.
     pub(super) fn request(&mut self, bytes: Arc<[u8]>, purpose: Purpose) {
         let hash = AvatarHash::of(&bytes);
+        let count = self.waiting.entry(purpose.account().clone()).or_default();
+        *count = (count.0 + 1, count.1 + usize::from(matches!(purpose, Purpose::Adopt { .. })));
         if let Some(job) = self.by_hash.get(&hash).and_then(|id| self.jobs.get_mut(id)) {
             return job.purposes.push(purpose);
         }
@@ -142,18 +146,25 @@ impl Transcodes {
     pub(super) fn finish(&mut self, id: JobId) -> Option<(AvatarHash, Vec<Purpose>)> {
         let job = self.jobs.remove(&id)?;
         self.by_hash.remove(&job.hash);
+        for purpose in &job.purposes {
+            if let Some(count) = self.waiting.get_mut(purpose.account()) {
+                *count = (count.0 - 1, count.1 - usize::from(matches!(purpose, Purpose::Adopt { .. })));
+                if count.0 == 0 {
+                    self.waiting.remove(purpose.account());
+                }
+            }
+        }
         Some((job.hash, job.purposes))
     }
 
     /// Whether anything of `account` waits for image work.
     pub(super) fn busy(&self, account: &BareJid) -> bool {
-        self.jobs.values().flat_map(|j| &j.purposes).any(|p| p.account() == account)
+        self.waiting.contains_key(account)
     }
 
     /// Whether `account` waits for the adoption of fetched bytes (a fetch is not over before its transcode is).
     pub(super) fn adopting(&self, account: &BareJid) -> bool {
-        let adopts = |p: &Purpose| matches!(p, Purpose::Adopt { account: a, .. } if a == account);
-        self.jobs.values().flat_map(|j| &j.purposes).any(adopts)
+        self.waiting.get(account).is_some_and(|&(_, adopts)| adopts > 0)
     }
 
     /// Whether the image with this hash is being transcoded for an adoption (so a new asker waits for it).
@@ -168,6 +179,7 @@ impl Transcodes {
         self.by_hash.clear();
         self.turns.clear();
         self.queued.clear();
+        self.waiting.clear();
     }
 }
 

@@ -20,6 +20,22 @@ from wire import (DEFAULT_TIMEOUT, NS_CLIENT, NS_IQ_AVATAR, NS_META, NS_PUBSUB_E
 
 log = logging.getLogger("xmpp_client")
 
+
+def _version(text):
+    """(major, minor) of a version string such as "1.8.3" or "1.10.0"; unknown parts count as 0."""
+    parts = []
+    for piece in text.split(".")[:2]:
+        digits = "".join(c for c in piece if c.isdigit()) if piece else ""
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts + [0] * (2 - len(parts)))
+
+
+# Probed once: the connect() API changed in 1.9 (see Session.connect_plain). Every other call used here (handlers,
+# matchers, Iq.send(timeout=), reply(clear=True), send_raw, get_roster, disconnect(wait=)) is the same in 1.8.3 and
+# 1.10.0; avatar payloads are built as raw XML, never through the xep_0054/0084/0153 plugins, whose metadata
+# width/height types differ between versions.
+SLIXMPP_VERSION = _version(getattr(slixmpp, "__version__", "0"))
+
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_CAPS = "http://jabber.org/protocol/caps"
 CAPS_NODE = "urn:avatar-gateway:e2e-client"  # any URI naming the software (XEP-0115)
@@ -87,6 +103,20 @@ class Session(slixmpp.ClientXMPP):
         # The server asks what the caps hash in a "notify" presence means before pushing PEP events.
         self.register_handler(Callback("disco#info", MatchXPath("{%s}iq/{%s}query" % (NS_CLIENT, NS_DISCO_INFO)),
                                        self.on_disco_info))
+
+    def connect_plain(self, host, port):
+        """Connects to host:port without TLS, whichever slixmpp this is.
+
+        slixmpp 1.9 changed connect(): 1.8.3 (Debian bookworm) takes an address tuple and TLS keywords, while
+        1.9 and later (1.10.0 in trixie) take (host, port) and read three switches instead, where the 1.8 form
+        raises TypeError. Loopback test servers offer no TLS, so only the plaintext path may be tried.
+        """
+        if SLIXMPP_VERSION >= (1, 9):
+            self.enable_plaintext = True
+            self.enable_starttls = False
+            self.enable_direct_tls = False
+            return self.connect(host, port)
+        return self.connect((host, port), use_ssl=False, force_starttls=False, disable_starttls=True)
 
     def fail(self, why):
         if not self.ready.done():

@@ -74,7 +74,7 @@ async def run_command(session, line):
 
 async def main(opts):
     session = Session(opts.jid, opts.password)
-    session.connect((opts.host, opts.port), use_ssl=False, force_starttls=False, disable_starttls=True)
+    session.connect_plain(opts.host, opts.port)
     try:
         failure = await asyncio.wait_for(session.ready, opts.connect_timeout)
     except asyncio.TimeoutError:

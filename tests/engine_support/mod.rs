@@ -32,6 +32,8 @@ pub const ALICE: &str = "alice@localhost";
 pub const IQ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long after connecting the capabilities are reported.
 pub const REPORT_DELAY: Duration = Duration::from_secs(1);
+/// How long a privileged IQ the server refused is not sent again.
+pub const REFUSAL_RETRY: Duration = Duration::from_secs(300);
 
 /// Parses test XML, indentation removed (see `common::xml`).
 pub fn parse(text: &str) -> Element {
@@ -46,6 +48,7 @@ pub fn config(server_converts: ServerConverts) -> EngineConfig {
         limits: ImageLimits::default(),
         cache: CacheLimits::default(),
         iq_timeout: IQ_TIMEOUT,
+        refusal_retry: REFUSAL_RETRY,
         report_delay: REPORT_DELAY,
         pep_access_model: None,
         server_converts,
@@ -99,8 +102,10 @@ impl Harness {
     /// The connection sequence of [`Harness::prosody`], reusable after a reconnect.
     pub fn connect_prosody(&mut self) {
         self.engine.handle_connected(self.now);
-        self.answer_version_query("Prosody", "0.12.3");
+        // Held until the server has announced (see the engine's `opening`), then asked.
+        self.expect_nothing_sent();
         self.recv(PROSODY_PRIVILEGES);
+        self.answer_version_query("Prosody", "0.12.3");
         for namespace in [ns::STORAGE_AVATAR, ns::IQ_AVATAR] {
             let node = format!("urn:xmpp:delegation:2:bare:{namespace}");
             self.recv(&format!(
@@ -131,8 +136,6 @@ impl Harness {
     /// `urn:xmpp:delegation:1` of both XEP-0008 namespaces after the disco#info checks; the report still to come.
     pub fn connect_ejabberd_23(&mut self) {
         self.engine.handle_connected(self.now);
-        self.answer_version_query("ejabberd", "23.01");
-        self.expect_events(vec![Event::Server { host: DOMAIN.into(), software: "ejabberd 23.01".into() }]);
         // ejabberd 23.01 (specs.md §9): all three perms always present, no IQ permission.
         self.recv(
             "<message xmlns='jabber:component:accept' from='localhost' to='avatars.localhost'>
@@ -143,6 +146,8 @@ impl Harness {
                </privilege>
              </message>",
         );
+        self.answer_version_query("ejabberd", "23.01");
+        self.expect_events(vec![Event::Server { host: DOMAIN.into(), software: "ejabberd 23.01".into() }]);
         // mod_delegation activates a namespace only once the component answers disco#info on both nodes.
         for namespace in [ns::STORAGE_AVATAR, ns::IQ_AVATAR] {
             for node in

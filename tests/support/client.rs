@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::prosody::{Prosody, password_of};
+use super::server::XmppServer;
 
 const PYTHON: &str = "/usr/bin/python3";
 /// Slack on top of the command's own timeout: the Python side bounds a command at 3 × timeout + 1 s.
@@ -52,32 +52,32 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects `user` with its start-up password ([`password_of`]) as resource `harness`.
-    pub fn login(prosody: &Prosody, user: &str) -> Client {
-        Client::connect(prosody, user, &password_of(user))
+    /// Connects `user` with its start-up password ([`XmppServer::password_of`]) as resource `harness`.
+    pub fn login<S: XmppServer + ?Sized>(server: &S, user: &str) -> Client {
+        Client::connect(server, user, &server.password_of(user))
     }
 
     /// Connects `user@localhost/harness` and waits for the session to start.
-    pub fn connect(prosody: &Prosody, user: &str, password: &str) -> Client {
-        Client::connect_resource(prosody, user, password, "harness")
+    pub fn connect<S: XmppServer + ?Sized>(server: &S, user: &str, password: &str) -> Client {
+        Client::connect_resource(server, user, password, "harness")
     }
 
     /// Connects `user@localhost/resource` (for tests with two resources of one account).
-    pub fn connect_resource(prosody: &Prosody, user: &str, password: &str, resource: &str) -> Client {
+    pub fn connect_resource<S: XmppServer + ?Sized>(server: &S, user: &str, password: &str, resource: &str) -> Client {
         assert!(
             Path::new(PYTHON).exists(),
             "\n\n*** {PYTHON} is missing: apt-get install -y python3-slixmpp (the e2e clients need it) ***\n"
         );
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/xmpp_client.py");
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let stderr_path = prosody.dir().join(format!("client-{user}-{resource}-{n}.log"));
+        let stderr_path = server.dir().join(format!("client-{user}-{resource}-{n}.log"));
         let stderr = std::fs::File::create(&stderr_path).expect("creating the client's log file");
-        let full = format!("{}/{resource}", prosody.jid(user));
-        // No death signal needed (unlike Prosody): the client quits on EOF, which it gets when this process dies.
+        let full = format!("{}/{resource}", server.jid(user));
+        // No death signal needed (unlike the servers): the client quits on EOF, which it gets when this process dies.
         let mut child = Command::new(PYTHON)
             .arg(&script)
             .args(["--jid", &full, "--password", password, "--host", "127.0.0.1", "--port"])
-            .arg(prosody.c2s_port.to_string())
+            .arg(server.c2s_port().to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr)

@@ -1,11 +1,13 @@
-//! The gateway binary, started beside a private Prosody and stopped by its PID.
+//! The gateway binary, started beside a private Prosody or ejabberd ([`XmppServer`]) and stopped by its PID.
 
 use std::fs::{self, File};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::prosody::Prosody;
+use avatar_gateway::engine::grants::Direction;
+
+use super::server::XmppServer;
 
 /// Set to a gateway binary to run the e2e tests against it instead of the one Cargo built (say, a build of an
 /// older commit, to see a test fail before its fix).
@@ -35,27 +37,47 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts the gateway for `server`'s component and waits until it has connected and reported its capabilities.
-    pub fn start(server: &Prosody) -> Gateway {
+    pub fn start<S: XmppServer + ?Sized>(server: &S) -> Gateway {
         Self::start_with(server, &[])
     }
 
     /// Like [`Gateway::start`], with extra `--set section.key=value` overrides.
-    pub fn start_with(server: &Prosody, overrides: &[&str]) -> Gateway {
+    pub fn start_with<S: XmppServer + ?Sized>(server: &S, overrides: &[&str]) -> Gateway {
         Self::start_logging(server, overrides, "avatar_gateway=debug")
     }
 
     /// Like [`Gateway::start_with`], logging at `filter` (`RUST_LOG` syntax) instead of debug: a test that makes the
     /// gateway receive hundreds of large stanzas keeps its log (and the log printed when it fails) readable.
-    pub fn start_logging(server: &Prosody, overrides: &[&str], filter: &str) -> Gateway {
+    pub fn start_logging<S: XmppServer + ?Sized>(server: &S, overrides: &[&str], filter: &str) -> Gateway {
+        let gateway = Self::spawn(server, overrides, filter);
+        gateway.wait_for_log("ON  ", Duration::from_secs(15));
+        gateway
+    }
+
+    /// Like [`Gateway::start_with`], but returns once the capability report is complete, whatever it says: beside a
+    /// server that grants less (ejabberd 23.01 has no IQ privilege) no direction may be on, so waiting for an `ON`
+    /// line would wait for nothing. Give `gateway.report_delay_secs` in `overrides` to have the report written only
+    /// after the delegations are announced.
+    pub fn start_reporting<S: XmppServer + ?Sized>(server: &S, overrides: &[&str]) -> Gateway {
+        let gateway = Self::spawn(server, overrides, "avatar_gateway=debug");
+        let start = Instant::now();
+        while gateway.report().len() < Direction::ALL.len() {
+            assert!(start.elapsed() < Duration::from_secs(20), "no complete capability report:\n{}", gateway.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        gateway
+    }
+
+    fn spawn<S: XmppServer + ?Sized>(server: &S, overrides: &[&str], filter: &str) -> Gateway {
         let log = server.dir().join("gateway.log");
         let store = server.dir().join("gateway.redb");
         let mut args: Vec<String> = vec!["run".into()];
         let sets = [
-            format!("server.address=127.0.0.1:{}", server.component_port),
+            format!("server.address=127.0.0.1:{}", server.component_port()),
             format!("server.component={}", server.component_jid()),
             format!("server.secret={}", server.secret()),
             format!("gateway.store={}", store.display()),
-            "gateway.report_delay_secs=0".into(),
+            format!("gateway.report_delay_secs={}", server.report_delay_secs()),
             "gateway.iq_timeout_secs=5".into(),
         ];
         for s in sets.iter().map(String::as_str).chain(overrides.iter().copied()) {
@@ -70,9 +92,22 @@ impl Gateway {
             .stderr(File::create(&log).expect("creating the gateway log"))
             .spawn()
             .expect("starting avatar-gateway");
-        let gateway = Gateway { child, log };
-        gateway.wait_for_log("ON  ", Duration::from_secs(15));
-        gateway
+        Gateway { child, log }
+    }
+
+    /// The capability report's lines so far: for each direction (in report order) the first `ON`/`OFF` line that
+    /// names it. The report has one line per direction; [`Gateway::report_lines_for`] finds them all.
+    pub fn report(&self) -> Vec<String> {
+        let log = self.log();
+        Direction::ALL
+            .iter()
+            .filter_map(|d| report_lines(&log, d.describe()).into_iter().next().map(str::to_owned))
+            .collect()
+    }
+
+    /// Every capability-report line that names `direction` (a [`Direction::describe`] text).
+    pub fn report_lines_for(&self, direction: &str) -> Vec<String> {
+        report_lines(&self.log(), direction).into_iter().map(str::to_owned).collect()
     }
 
     /// The gateway's log so far.
@@ -123,4 +158,9 @@ impl Drop for Gateway {
             eprintln!("--- gateway log ---\n{}", self.log());
         }
     }
+}
+
+/// Lines of `log` that report on `direction`: they name it and say `ON` or `OFF`.
+fn report_lines<'a>(log: &'a str, direction: &str) -> Vec<&'a str> {
+    log.lines().filter(|l| l.contains(direction) && (l.contains("ON  ") || l.contains("OFF "))).collect()
 }

@@ -1,4 +1,4 @@
-//! Prosody 0.12's `prosody-migrator` between a private server's data dir and XEP-0227 files.
+//! Prosody's `prosody-migrator` (0.12 or 13, the first on PATH: see [`super::prosody::tool`]) between a private server's data dir and XEP-0227 files.
 //!
 //! The unmodified script is run through `lua5.4` with a hook on the global `CFG_DATADIR`, because the xep0227
 //! storage driver ignores any `path` and reads or writes `<user>@<host>.xml` files in the migrator's data dir, which
@@ -9,13 +9,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::prosody::DOMAIN;
+use super::prosody::{DOMAIN, tool};
 
 /// Every store the avatar migration cares about: accounts (SCRAM), roster, vCards, private XML (where XEP-0008
 /// `storage:client:avatar` data lives) and PEP (`pep-pubsub` = node configurations plus each `pep_<node>` archive).
 pub const STORES: [&str; 5] = ["accounts", "roster", "vcard", "private", "pep-pubsub"];
 
-const MIGRATOR: &str = "/usr/bin/prosody-migrator";
+const MIGRATOR: &str = "prosody-migrator";
 const LUA: &str = "lua5.4";
 const INSTALL_HINT: &str = "apt-get update && apt-get install -y prosody lua5.4";
 /// Redirects the script's hard-coded data dir to `$X227_DIR` without editing it.
@@ -66,21 +66,21 @@ fn lua(path: &Path) -> String {
 
 /// Runs `prosody-migrator input output` with `config` and the xep0227 driver's directory set to `x227_dir`.
 fn run(config: &str, x227_dir: &Path, work: &Path, what: &str) -> Run {
-    ensure_installed();
+    let migrator = ensure_installed();
     let cfg = work.join(format!("migrator-{what}.cfg.lua"));
     fs::write(&cfg, format!("-- Written by tests/support/migrator.rs for one {what}.\n{config}"))
         .unwrap_or_else(|e| panic!("writing {}: {e}", cfg.display()));
     let out = Command::new(LUA)
         .arg("-e")
         .arg(HOOK)
-        .arg(MIGRATOR)
+        .arg(&migrator)
         .arg("--root")
         .arg(format!("--config={}", cfg.display()))
         .args(["input", "output"])
         .env("X227_DIR", x227_dir)
         .current_dir(work)
         .output()
-        .unwrap_or_else(|e| panic!("running {LUA} {MIGRATOR} ({e}); install with: {INSTALL_HINT}"));
+        .unwrap_or_else(|e| panic!("running {LUA} {} ({e}); install with: {INSTALL_HINT}", migrator.display()));
     let run = Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -104,14 +104,16 @@ fn run(config: &str, x227_dir: &Path, work: &Path, what: &str) -> Run {
     run
 }
 
-/// Panics loudly when the migrator or its Lua is missing: these tests must never pass without them.
-fn ensure_installed() {
+/// The migrator script; panics loudly when it or its Lua is missing: these tests must never pass without them.
+fn ensure_installed() -> PathBuf {
     let lua_found =
         std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(LUA).is_file()));
-    if !Path::new(MIGRATOR).is_file() || !lua_found {
+    let migrator = tool(MIGRATOR);
+    if !migrator.is_file() || !lua_found {
         panic!(
-            "\n\n*** The migration tests need Prosody 0.12's {MIGRATOR} and {LUA} ***\n\
+            "\n\n*** The migration tests need Prosody's {MIGRATOR} and {LUA} ***\n\
              install with:  {INSTALL_HINT}\n\n"
         );
     }
+    migrator
 }

@@ -1,4 +1,4 @@
-//! End-to-end support: a private, real Prosody per test and scripted real XMPP clients.
+//! End-to-end support: a private, real Prosody or ejabberd per test and scripted real XMPP clients.
 //!
 //! ```ignore
 //! let server = Prosody::start(Mode::VcardLegacy, &["alice", "obs"]);
@@ -10,16 +10,22 @@
 //!
 //! Every user listed at start is registered (password [`prosody::password_of`]) and is a mutual contact of every
 //! other one, so PEP's default `presence` access model lets observers read. Clients speak the JSON-lines protocol
-//! of `tests/clients/xmpp_client.py`; its commands are listed in [`client`].
+//! of `tests/clients/xmpp_client.py`; its commands are listed in [`client`]. [`Client`](client::Client) and
+//! [`Gateway`](gateway::Gateway) take any [`server::XmppServer`]: [`prosody::Prosody`] or [`ejabberd::Ejabberd`]
+//! (`Ejabberd::start(&["alice", "obs"])`, the same shape).
 #![allow(dead_code)] // each test crate uses its own subset
 
 pub mod client;
+pub mod component;
+pub mod ejabberd;
+pub mod ejabberd_config;
 pub mod gateway;
 pub mod images;
 pub mod migrator;
 pub mod process;
 pub mod prosody;
 pub mod prosody_config;
+pub mod server;
 
 use serde_json::Value;
 use std::time::{Duration, Instant};

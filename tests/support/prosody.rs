@@ -1,12 +1,15 @@
-//! A private Prosody 0.12 per test: own temp dir, own free loopback ports, stopped by its PID.
+//! A private Prosody per test (0.12 on Debian bookworm, 13 in the trixie root of `scripts/test-servers`): own temp
+//! dir, own free loopback ports, stopped by its PID.
 //!
 //! Never the system service, never `killall`: tests run in parallel and each owns exactly one child process.
+//! `prosody`, `prosodyctl` and `prosody-migrator` are the first on PATH, or those in [`BIN_DIR_ENV`] when set.
 
 use std::fs;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -25,6 +28,86 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Set to keep every server's temp dir (they are always kept when the test panics).
 pub const KEEP_ENV: &str = "E2E_KEEP_DIRS";
 const INSTALL_HINT: &str = "apt-get update && apt-get install -y prosody prosody-modules python3-slixmpp";
+/// Says which Prosody the tests run against (`prosody0.12`, `prosody13`), so that nothing is detected; set by
+/// `scripts/test-servers`. Unset, or naming another server, [`flavor`] asks `prosodyctl about`.
+pub const FLAVOR_ENV: &str = "E2E_SERVER_FLAVOR";
+/// A directory holding the `prosody`, `prosodyctl` and `prosody-migrator` to use instead of those on PATH (a
+/// Prosody built from source, say).
+pub const BIN_DIR_ENV: &str = "E2E_PROSODY_BIN_DIR";
+
+/// The Prosody generation the tests run against: the config is rendered for it, and a test that checks a
+/// behaviour of only one generation skips on the other ([`skip_on`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// Prosody 0.12 with prosody-modules of 2023 (Debian bookworm, this repository's CI).
+    Prosody012,
+    /// Prosody 13 with prosody-modules of 2025–2026 (Debian trixie and trixie-backports).
+    Prosody13,
+}
+
+impl Flavor {
+    /// The [`FLAVOR_ENV`] spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::Prosody012 => "prosody0.12",
+            Flavor::Prosody13 => "prosody13",
+        }
+    }
+
+    /// `prosody0.12` / `prosody12` / `prosody13` / `prosody13.0.6`…; `None` for anything else (another server).
+    fn parse(text: &str) -> Option<Flavor> {
+        let version = text.trim().to_ascii_lowercase();
+        let version = version.strip_prefix("prosody")?.trim_start_matches([' ', '-']);
+        match version.split('.').next()? {
+            "0" | "012" | "12" => Some(Flavor::Prosody012),
+            major => major.parse::<u32>().ok().filter(|&m| m >= 13).map(|_| Flavor::Prosody13),
+        }
+    }
+}
+
+/// Which Prosody this test binary runs against: [`FLAVOR_ENV`] when it names one, else the version line of
+/// `prosodyctl about` (not `prosody --version`: 0.12 starts a server on it). Decided once per test binary.
+pub fn flavor() -> Flavor {
+    static FLAVOR: OnceLock<Flavor> = OnceLock::new();
+    *FLAVOR.get_or_init(|| {
+        if let Some(f) = std::env::var(FLAVOR_ENV).ok().as_deref().and_then(Flavor::parse) {
+            return f;
+        }
+        let out = Command::new(tool("prosodyctl"))
+            .arg("about")
+            .output()
+            .unwrap_or_else(|e| panic!("running prosodyctl about ({e}); install with: {INSTALL_HINT}"));
+        // 13 may print a banner about a missing optional library first: look for the version line itself.
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("Prosody ") && l[8..].starts_with(|c: char| c.is_ascii_digit()))
+            .find_map(Flavor::parse)
+            .unwrap_or_else(|| panic!("no \"Prosody <version>\" line in `prosodyctl about`:\n{text}"))
+    })
+}
+
+/// True when the tests run against `flavor`; then prints `skipped on <flavor>: <why>` (which
+/// `scripts/test-servers` reports as a skip) and the test returns early:
+/// `if skip_on(Flavor::Prosody13, "…") { return; }`.
+pub fn skip_on(flavor_to_skip: Flavor, why: &str) -> bool {
+    let skip = flavor() == flavor_to_skip;
+    if skip {
+        eprintln!("skipped on {}: {why}", flavor_to_skip.name());
+    }
+    skip
+}
+
+/// `prosody`, `prosodyctl` or `prosody-migrator`: in [`BIN_DIR_ENV`] when it is set, else the first on PATH
+/// (the bare name when none is, so that running it fails with the install hint).
+pub fn tool(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os(BIN_DIR_ENV) {
+        return Path::new(&dir).join(name);
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file()))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
 
 /// Which vCard module the server runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,7 +182,8 @@ impl Prosody {
             let c2s_port = free_port();
             let component_port =
                 std::iter::repeat_with(free_port).find(|&p| p != c2s_port).expect("an endless iterator");
-            let params = ConfigParams { dir: dir.path(), c2s_port, component_port, secret: &secret, mode };
+            let params =
+                ConfigParams { dir: dir.path(), c2s_port, component_port, secret: &secret, mode, flavor: flavor() };
             fs::write(&config, render(&params)).expect("writing the Prosody config");
             if let Some(prepare) = prepare.take() {
                 prepare(&config);
@@ -236,20 +320,16 @@ struct PortTaken;
 
 /// Panics loudly when the server is missing: these tests must never pass without one.
 fn ensure_installed() {
-    let missing: Vec<&str> = ["prosody", "prosodyctl"].into_iter().filter(|b| !on_path(b)).collect();
+    let missing: Vec<&str> = ["prosody", "prosodyctl"].into_iter().filter(|b| !tool(b).is_file()).collect();
     let modules = Path::new("/usr/lib/prosody/modules");
     let no_modules = !modules.join("mod_privilege").exists() || !modules.join("mod_delegation").exists();
     if !missing.is_empty() || no_modules {
         panic!(
-            "\n\n*** The end-to-end tests need a real Prosody 0.12 with prosody-modules ***\n\
+            "\n\n*** The end-to-end tests need a real Prosody (0.12 or 13) with prosody-modules ***\n\
              missing: {missing:?}{}\ninstall with:  {INSTALL_HINT}\n\n",
             if no_modules { " + mod_privilege/mod_delegation (prosody-modules)" } else { "" }
         );
     }
-}
-
-fn on_path(binary: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(binary).is_file()))
 }
 
 /// Polls until the server has bound both ports and written its pidfile; panics with the log tail if the process dies or the deadline passes.
@@ -284,7 +364,7 @@ fn wait_ready(child: &mut Child, dir: &Path, ports: [u16; 2]) -> Result<(), Port
 
 /// Registers an account with `prosodyctl` (works before start and while the server runs).
 fn register(config: &Path, user: &str, password: &str) {
-    let out = Command::new("prosodyctl")
+    let out = Command::new(tool("prosodyctl"))
         .arg("--config")
         .arg(config)
         .args(["register", user, DOMAIN, password])
@@ -333,7 +413,7 @@ fn accepts(port: u16) -> bool {
 fn spawn(config: &Path, dir: &Path) -> Child {
     let output = fs::File::create(dir.join("prosody.stdout")).expect("creating Prosody's stdout file");
     let stderr = output.try_clone().expect("cloning Prosody's stdout file handle");
-    let mut cmd = Command::new("prosody");
+    let mut cmd = Command::new(tool("prosody"));
     // -F: stay in the foreground so the PID we hold is the server's (the `daemonize` option is deprecated).
     cmd.arg("--config").arg(config).arg("-F").current_dir(dir).stdin(Stdio::null()).stdout(output).stderr(stderr);
     spawn_tied_to_process(cmd).unwrap_or_else(|e| match e.kind() {
