@@ -169,3 +169,35 @@ fn answers_owed_to_the_server_wait_for_its_announcement() {
     h.advance(std::time::Duration::from_millis(1));
     assert!(h.next_sent().is_some_and(|s| s.attr("id") == Some("version-localhost")));
 }
+
+#[test]
+fn a_privileged_iq_handed_back_unprocessed_is_a_refusal_not_a_request() {
+    // ejabberd 24.10 to 25.02 (Debian trixie's 24.12): the component's own privileged IQ comes back to it as a
+    // request wrapped like a reply. Answering it would be wrong, and waiting for a reply pointless.
+    let mut h = Harness::prosody(ServerConverts::No, FakeServer::plain());
+    h.recv(&presence(PANDION, ""));
+    h.expect_sent(&pep_poll("gw1", ALICE));
+    h.expect_sent(&vcard_get("gw2", ALICE));
+    h.recv(&format!(
+        "<iq xmlns='jabber:component:accept' type='get' id='gw1' from='{ALICE}' to='{COMPONENT}'>\
+         <privilege xmlns='urn:xmpp:privilege:2'><forwarded xmlns='urn:xmpp:forward:0'>\
+         <iq xmlns='jabber:client' type='get' id='gw1' from='{ALICE}' to='{ALICE}'>\
+         <pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:avatar:metadata'/></pubsub>\
+         </iq></forwarded></privilege></iq>"
+    ));
+    h.expect_nothing_sent();
+    let events = h.take_events();
+    assert!(
+        matches!(&events[..], [Event::Refused { reason, .. }] if reason.contains("handed the privileged IQ back")),
+        "{events:?}"
+    );
+    // Not asked again for the retry period; told once.
+    h.serve(&parse(&vcard_get("gw2", ALICE)));
+    h.take_events();
+    h.recv(&presence(PANDION, ""));
+    h.expect_events(vec![Event::NotGranted {
+        account: ALICE.into(),
+        what: "get http://jabber.org/protocol/pubsub".into(),
+    }]);
+    h.expect_nothing_sent();
+}

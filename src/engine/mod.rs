@@ -460,10 +460,7 @@ impl Engine {
         if envelope.kind.is_request() {
             return self.outbox.push_back(envelope.error_reply(ns::COMPONENT, Condition::PolicyViolation));
         }
-        let asked = envelope.from.as_ref().map(Jid::to_string);
-        if self.pending.get(&envelope.id).is_some_and(|p| asked.as_ref() == Some(&p.asked))
-            && let Some(p) = self.pending.remove(&envelope.id)
-        {
+        if let Some(p) = self.take_reply(&envelope) {
             let reason = match kind {
                 LimitKind::Depth => "the reply nests deeper than the stanza limit",
                 LimitKind::Size => "the reply is larger than the stanza limit",
@@ -546,15 +543,15 @@ impl Engine {
     fn handle_iq(&mut self, now: Instant, stanza: &Element) {
         let Ok(envelope) = Iq::parse(stanza) else { return };
         if !envelope.kind.is_request() {
-            // Our ids are predictable: a reply counts only from the address that was asked, else anyone could
-            // answer a vCard read meant for another account.
-            let from = envelope.from.as_ref().map(Jid::to_string);
-            if self.pending.get(&envelope.id).is_some_and(|p| from.as_ref() == Some(&p.asked))
-                && let Some(p) = self.pending.remove(&envelope.id)
-            {
+            if let Some(p) = self.take_reply(&envelope) {
                 self.exchange_reply(now, p, &envelope, stanza);
             }
             return;
+        }
+        if component::is_bounced_privileged(stanza)
+            && let Some(p) = self.take_reply(&envelope)
+        {
+            return self.privileged_bounced(now, p);
         }
         let from_server = envelope.from.as_ref().is_some_and(|j| self.is_server(j));
         if let Some(delegated) = component::delegated(stanza) {
@@ -581,6 +578,28 @@ impl Engine {
             }
         };
         self.outbox.push_back(envelope.result(ns::COMPONENT, reply));
+    }
+
+    /// The exchange `envelope` answers, taken out. Our ids are predictable: a reply counts only from the address
+    /// that was asked, else anyone could answer a vCard read meant for another account.
+    fn take_reply(&mut self, envelope: &Iq) -> Option<Pending> {
+        let from = envelope.from.as_ref().map(Jid::to_string);
+        if self.pending.get(&envelope.id).is_some_and(|p| from.as_ref() == Some(&p.asked)) {
+            return self.pending.remove(&envelope.id);
+        }
+        None
+    }
+
+    /// The server handed a privileged IQ back to the gateway instead of carrying it out (ejabberd 24.10 to 25.02:
+    /// fixed in 25.03). The right is as good as refused: not asked again for `refusal_retry`, told once.
+    fn privileged_bounced(&mut self, now: Instant, pending: Pending) {
+        if let Some((namespace, kind)) = pending.privilege {
+            let until = now + self.config.refusal_retry;
+            self.grants.refuse(pending.exchange.account().domain().as_str(), namespace, kind, until);
+        }
+        let reason =
+            "the server handed the privileged IQ back unprocessed (ejabberd 24.10 to 25.02 do: upgrade to 25.03)";
+        self.exchange_failed(now, pending.exchange, reason);
     }
 
     /// Answers disco#info: for a delegation node, the namespace (so the server activates it); otherwise who we are.

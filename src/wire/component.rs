@@ -193,6 +193,16 @@ pub fn privileged_reply(reply: &Iq, reply_element: &Element) -> PrivilegedReply 
     }
 }
 
+/// Whether a *request* IQ carries a privileged IQ wrapped as a reply would be (`<privilege><forwarded><iq/>`): what
+/// ejabberd 24.10 to 25.02 send back instead of carrying the component's privileged IQ out.
+pub fn is_bounced_privileged(stanza: &Element) -> bool {
+    stanza
+        .children()
+        .find(|c| c.name() == "privilege" && (c.ns() == ns::PRIVILEGE_2 || c.ns() == ns::PRIVILEGE_1))
+        .and_then(|p| p.get_child("forwarded", ns::FORWARD))
+        .is_some_and(|f| f.children().any(|c| c.name() == "iq"))
+}
+
 /// Which XEP-0355 namespace generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DelegationVersion {
