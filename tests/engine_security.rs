@@ -385,3 +385,39 @@ fn the_deep_stanzas_reach_the_engine_as_small_refusals() {
     );
     assert_eq!(events.len(), 2);
 }
+
+#[test]
+fn a_malformed_storage_set_is_bad_request_and_clears_nothing() {
+    let mut h = Harness::prosody(ServerConverts::Yes, FakeServer::plain());
+    let img = Image::fixture("pixel-1x1.png");
+    let set = |id: &str, query: &str| {
+        delegated(
+            id,
+            &format!(
+                "<iq xmlns='jabber:client' type='set' id='s{id}' from='alice@localhost/x' to='alice@localhost'>\
+                 <query xmlns='storage:client:avatar'>{query}</query></iq>"
+            ),
+        )
+    };
+    h.recv(&set("d1", &format!("<data mimetype='image/png'>{}</data>", img.b64)));
+    h.drive_bounded(20);
+    h.take_events();
+    let before = h.server.item_ids(ALICE, ns::AVATAR_METADATA);
+    assert_eq!(before, vec![img.hash.to_string()]);
+    // An empty <data/>, text junk, a stray element, base64 that does not decode: none of them is "no avatar".
+    for (id, junk) in
+        [("d2", "<data mimetype='image/png'/>"), ("d3", "junk"), ("d4", "<x xmlns='y'/>"), ("d5", "<data>!!</data>")]
+    {
+        h.recv(&set(id, junk));
+        h.expect_sent(&delegated_reply(
+            id,
+            &format!(
+                "<iq xmlns='jabber:client' type='error' id='s{id}' from='alice@localhost' to='alice@localhost/x'>\
+                 <error type='modify'><bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+            ),
+        ));
+        h.expect_nothing_sent();
+    }
+    h.expect_no_events();
+    assert_eq!(h.server.item_ids(ALICE, ns::AVATAR_METADATA), before, "the avatar is where it was");
+}

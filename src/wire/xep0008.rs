@@ -45,6 +45,12 @@ pub enum Xep0008Error {
     /// The `<hash/>` of `jabber:x:avatar` holds text that is not a SHA-1 in hex.
     #[error("expected a hex SHA-1 or nothing in jabber:x:avatar <hash/>, got a bad hash: {0}")]
     Hash(#[from] HashError),
+    /// A `<data/>` with nothing in it: not the empty query that means "no avatar", so not taken for one.
+    #[error("an empty XEP-0008 <data/> (\"no avatar\" is a query without <data/>)")]
+    EmptyData,
+    /// A query holding text or elements but no `<data/>`: garbage, not "no avatar".
+    #[error("a XEP-0008 <query/> with content but no <data/>")]
+    Junk,
 }
 
 /// The `jabber:x:avatar` state of one presence (XEP-0008 §3; specs §0).
@@ -138,18 +144,23 @@ pub struct Query {
 
 impl Query {
     /// Reads a `<query/>` in either XEP-0008 namespace. Only the first `<data/>` in the query's own namespace
-    /// counts; an empty `<data/>` means no image.
+    /// counts. Only a query with nothing in it means "no image": an empty `<data/>`, or text or other elements
+    /// without a `<data/>`, are errors, so a client's garbage never clears an owner's avatar.
     pub fn parse(el: &Element) -> Result<Self, Xep0008Error> {
         let store = (el.name() == "query").then(|| Store::from_ns(&el.ns())).flatten();
         let Some(store) = store else {
             return Err(Xep0008Error::NotQuery { name: el.name().to_owned(), ns: el.ns() });
         };
         let Some(data) = el.get_child("data", store.ns()) else {
-            return Ok(Self { store, data: None });
+            let empty = el.children().next().is_none() && el.text().trim().is_empty();
+            return if empty { Ok(Self { store, data: None }) } else { Err(Xep0008Error::Junk) };
         };
         let bytes = b64::decode(&data.text())?;
+        if bytes.is_empty() {
+            return Err(Xep0008Error::EmptyData);
+        }
         let mimetype = data.attr("mimetype").map(str::trim).filter(|m| !m.is_empty()).map(str::to_owned);
-        Ok(Self { store, data: (!bytes.is_empty()).then_some(LegacyData { mimetype, bytes }) })
+        Ok(Self { store, data: Some(LegacyData { mimetype, bytes }) })
     }
 }
 
@@ -256,15 +267,13 @@ mod tests {
             q(ns::STORAGE_AVATAR, &format!("<data>{a}\n{b}</data>")),
             Ok(Query { store: Store::Storage, data: Some(LegacyData { mimetype: None, bytes: png() }) })
         );
-        assert_eq!(
-            q(ns::STORAGE_AVATAR, "<data mimetype='image/png'/>"),
-            Ok(Query { store: Store::Storage, data: None })
-        );
-        // <data/> in another namespace is not XEP-0008's.
-        assert_eq!(
-            q(ns::IQ_AVATAR, &format!("<data xmlns='urn:x'>{PNG_B64}</data>")),
-            Ok(Query { store: Store::IqAvatar, data: None })
-        );
+        // Only an empty query means "no image" (issue: a client's garbage cleared the owner's avatar).
+        assert_eq!(q(ns::STORAGE_AVATAR, "<data mimetype='image/png'/>"), Err(Xep0008Error::EmptyData));
+        assert_eq!(q(ns::STORAGE_AVATAR, "junk"), Err(Xep0008Error::Junk));
+        assert_eq!(q(ns::STORAGE_AVATAR, "<other xmlns='x'/>"), Err(Xep0008Error::Junk));
+        assert_eq!(q(ns::STORAGE_AVATAR, "\n  "), Ok(Query { store: Store::Storage, data: None }));
+        // <data/> in another namespace is not XEP-0008's: neither an image nor a clear request.
+        assert_eq!(q(ns::IQ_AVATAR, &format!("<data xmlns='urn:x'>{PNG_B64}</data>")), Err(Xep0008Error::Junk));
     }
 
     #[test]
