@@ -265,9 +265,7 @@ impl Prosody {
 
     /// Writes `bytes` to `name` in the server's temp dir and returns the absolute path.
     pub fn write_file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.dir.path().join(name);
-        fs::write(&path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-        path
+        super::server::write_into(self.dir.path(), name, bytes)
     }
 
     /// The server's PID (the child itself: `prosody` execs Lua, it does not fork).

@@ -166,9 +166,7 @@ pub trait XmppServer {
 
     /// Writes `bytes` to `name` in [`XmppServer::dir`] and returns the absolute path.
     fn write_file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.dir().join(name);
-        fs::write(&path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-        path
+        write_into(self.dir(), name, bytes)
     }
 
     /// The `gateway.report_delay_secs` a gateway beside this server needs for its capability report to see the
@@ -297,4 +295,11 @@ impl<T: XmppServer + ?Sized> XmppServer for &T {
     fn report_delay_secs(&self) -> u64 {
         (**self).report_delay_secs()
     }
+}
+
+/// Writes `bytes` to `name` in `dir` and returns the absolute path (every server's `write_file`).
+pub fn write_into(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    path
 }
