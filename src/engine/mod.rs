@@ -290,14 +290,11 @@ impl Engine {
         self.opening = Opening::start(now);
         for host in self.config.hosts.clone() {
             // An id of its own, so the gateway's request ids (`gw<n>`) are the same with or without it.
-            let id = format!("version-{host}");
             let query = crate::wire::xml::element("query", ns::VERSION).build();
-            let component = self.config.component.clone();
-            let version = iq(ns::COMPONENT, IqType::Get, &id, Some(&component), Some(host.as_str()), Some(query));
+            let exchange = Exchange::ServerVersion { host: host.clone() };
+            let id = format!("version-{host}");
+            let version = self.remembered_request(now, id, IqType::Get, host.as_str(), query, exchange);
             self.opening.send(host.as_str(), version, &mut self.outbox);
-            let (deadline, asked) = (now + self.config.iq_timeout, host.to_string());
-            let exchange = Exchange::ServerVersion { host };
-            self.pending.insert(id, Pending { deadline, exchange, asked, privilege: None });
         }
     }
 
@@ -632,11 +629,26 @@ impl Engine {
     /// Sends a request from the component and remembers what it was for.
     fn request(&mut self, now: Instant, kind: IqType, to: &str, payload: Element, exchange: Exchange) {
         let id = self.id();
+        let stanza = self.remembered_request(now, id, kind, to, payload, exchange);
+        self.outbox.push_back(stanza);
+    }
+
+    /// A plain request with id `id`, remembered as outstanding; the caller sends it.
+    fn remembered_request(
+        &mut self,
+        now: Instant,
+        id: String,
+        kind: IqType,
+        to: &str,
+        payload: Element,
+        exchange: Exchange,
+    ) -> Element {
         let component = self.config.component.clone();
-        self.outbox.push_back(iq(ns::COMPONENT, kind, &id, Some(&component), Some(to), Some(payload)));
+        let stanza = iq(ns::COMPONENT, kind, &id, Some(&component), Some(to), Some(payload));
         let asked = Jid::new(to).map_or_else(|_| to.to_owned(), |j| j.to_string());
         let deadline = now + self.config.iq_timeout;
         self.pending.insert(id, Pending { deadline, exchange, asked, privilege: None });
+        stanza
     }
 
     /// Sends a XEP-0356 privileged IQ on the account's behalf, about its own data, if that right was granted; says

@@ -475,6 +475,14 @@ pub fn vcard_get(id: &str, account: &str) -> String {
     privileged(id, account, "get", "<vCard xmlns='vcard-temp'/>")
 }
 
+/// A plain (unprivileged) vCard get from the component, as anyone may read a vCard (no vCard privilege).
+pub fn plain_vcard_get(id: &str, account: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:component:accept' type='get' id='{id}' from='{COMPONENT}' to='{account}'>\
+         <vCard xmlns='vcard-temp'/></iq>"
+    )
+}
+
 /// Privileged vCard set of `<vCard xmlns='vcard-temp'>{children}</vCard>`.
 pub fn vcard_set(id: &str, account: &str, children: &str) -> String {
     privileged(id, account, "set", &format!("<vCard xmlns='vcard-temp'>{children}</vCard>"))
