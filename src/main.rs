@@ -9,7 +9,7 @@ use avatar_gateway::engine::Engine;
 use avatar_gateway::image::ImageLimits;
 use avatar_gateway::migrate::live::{self, SweepPace};
 use avatar_gateway::migrate::xep0227;
-use avatar_gateway::store::{DryRunStore, MemoryStore, RedbStore, Store};
+use avatar_gateway::store::{DryRunStore, MemoryStore, RedbStore, Snapshot, Store};
 use avatar_gateway::wire::xep0084::AccessModel;
 use clap::{Parser, Subcommand};
 
@@ -206,7 +206,7 @@ fn migrate_live(args: &LiveArgs) -> anyhow::Result<()> {
         println!("dry run: reads only; nothing is written to the server, the store or the checkpoint");
         store = Box::new(DryRunStore::new(store, config.blob_budget_bytes));
     }
-    let engine = Engine::new(config.engine.clone(), store);
+    let engine = Engine::new(config.engine.clone(), snapshot(&*store)?);
     let options = live::run::LiveOptions {
         accounts: accounts.accounts,
         checkpoint: args.checkpoint.clone(),
@@ -216,8 +216,9 @@ fn migrate_live(args: &LiveArgs) -> anyhow::Result<()> {
         progress: std::io::stdout().is_terminal(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
-    let done =
-        runtime.block_on(live::run::run(config.link, engine, options, shutdown_signal())).context("sweep stopped")?;
+    let done = runtime
+        .block_on(live::run::run(config.link, engine, store, options, shutdown_signal()))
+        .context("sweep stopped")?;
     if done.resumed > 0 {
         println!("{} already done (checkpoint)", done.resumed);
     }
@@ -243,12 +244,17 @@ fn open_store(config: &Config) -> anyhow::Result<Box<dyn Store>> {
     })
 }
 
+/// Everything the store holds but blob bytes, for the engine to start from (it reports corrupt records).
+fn snapshot(store: &dyn Store) -> anyhow::Result<Snapshot> {
+    Snapshot::read(store).context("reading the store")
+}
+
 fn run(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = args.load()?;
     let store = open_store(&config)?;
-    let engine = Engine::new(config.engine.clone(), store);
+    let engine = Engine::new(config.engine.clone(), snapshot(&*store)?);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
-    runtime.block_on(avatar_gateway::link::run(config.link, engine, shutdown_signal()));
+    runtime.block_on(avatar_gateway::link::run(config.link, engine, store, shutdown_signal()));
     Ok(())
 }
 

@@ -16,6 +16,8 @@ use avatar_gateway::engine::account::Scheme;
 use avatar_gateway::engine::grants::{Direction, DirectionStatus, Right};
 use avatar_gateway::engine::{Event, ServerConverts};
 use avatar_gateway::image::{ImageLimits, Rendition};
+use avatar_gateway::link::store_task::StoreAnswer;
+use avatar_gateway::store::Store;
 use avatar_gateway::wire::stanza::IqType;
 use avatar_gateway::wire::{b64, ns, xml};
 use xmpp_parsers::minidom::Element;
@@ -454,15 +456,22 @@ fn storage_set_by_the_owner_is_acknowledged_then_converted() {
             img.b64
         ),
     ));
+    h.expect_events(vec![adopted(ALICE, Scheme::Legacy, img.hash)]);
+    let png = img.png();
+    assert_eq!(png.hash(), img.hash, "a small PNG is published as it is");
+    let poll = h.expect_sent(&pep_poll("gw1", ALICE));
+    let read = h.expect_sent(&vcard_get("gw2", ALICE));
+    // Acknowledged once the store reported the commit (here at once), with the adoption that followed the set.
     h.expect_sent(&delegated_reply(
         "d1",
         "<iq xmlns='jabber:client' type='result' id='s1' to='alice@localhost/coccinella'/>",
     ));
-    h.expect_events(vec![adopted(ALICE, Scheme::Legacy, img.hash)]);
-    let png = img.png();
-    assert_eq!(png.hash(), img.hash, "a small PNG is published as it is");
-    h.expect_sent_and_serve(&pep_poll("gw1", ALICE));
-    h.expect_sent_and_serve(&vcard_get("gw2", ALICE));
+    let record = h.store.load_account(ALICE).unwrap().expect("alice's record");
+    assert_eq!(record.storage, Some(img.hash));
+    assert_eq!(record.current.map(|c| c.legacy), Some(img.legacy().hash()));
+    assert!(h.store.load_blob(&img.hash).unwrap().is_some());
+    h.serve(&poll);
+    h.serve(&read);
     h.expect_sent_and_serve(&publish_data("gw3", ALICE, &png));
     h.expect_sent_and_serve(&vcard_set("gw4", ALICE, &format!("{ALICE_VCARD_FIELDS}{}", photo(&png))));
     h.expect_sent_and_serve(&publish_metadata("gw5", ALICE, &png));
@@ -478,6 +487,80 @@ fn storage_set_by_the_owner_is_acknowledged_then_converted() {
     let others = h.drive_bounded(10);
     assert_eq!(others.len(), 1);
     assert_eq!(xml::to_string(&others[0]), xml::to_string(&parse(&legacy)));
+    h.expect_nothing_sent();
+}
+
+#[test]
+fn storage_set_is_answered_only_once_committed_and_an_error_if_the_commit_failed() {
+    let mut h = Harness::prosody(ServerConverts::Yes, FakeServer::plain());
+    h.hold_syncs = true;
+    let img = Image::fixture("pixel-1x1.png");
+    let set = |id: &str| {
+        delegated(
+            id,
+            &format!(
+                "<iq xmlns='jabber:client' type='set' id='s-{id}' from='alice@localhost/coccinella'>\
+                 <query xmlns='storage:client:avatar'><data mimetype='image/png'>{}</data></query></iq>",
+                img.b64
+            ),
+        )
+    };
+    h.recv(&set("d1"));
+    let publish = h.expect_sent(&pep_poll("gw1", ALICE));
+    h.expect_nothing_sent();
+    h.release_sync();
+    h.expect_sent(&delegated_reply(
+        "d1",
+        "<iq xmlns='jabber:client' type='result' id='s-d1' to='alice@localhost/coccinella'/>",
+    ));
+    h.serve(&publish);
+    h.drive_bounded(10);
+
+    // The store could not commit: the owner is told, never `result`.
+    h.recv(&set("d2"));
+    h.expect_nothing_sent();
+    let Some(StoreAnswer::Stored(id, Ok(()))) = h.held_syncs.pop_front() else { panic!("a held sync") };
+    h.engine.handle_stored(h.now, id, Err("disk full".into()));
+    h.expect_sent(&delegated_reply(
+        "d2",
+        "<iq xmlns='jabber:client' type='error' id='s-d2' to='alice@localhost/coccinella'>\
+         <error type='wait'><internal-server-error xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+    ));
+    h.expect_nothing_sent();
+}
+
+#[test]
+fn after_a_restart_readers_are_served_from_the_store_and_nothing_is_fetched_or_written_again() {
+    let mut h = Harness::prosody(ServerConverts::No, FakeServer::plain());
+    h.server.set_vcard(ALICE, &alice_vcard(""));
+    let img = Image::fixture("avatar-96x96-alpha.png");
+    h.recv(&delegated(
+        "d1",
+        &format!(
+            "<iq xmlns='jabber:client' type='set' id='s1' from='alice@localhost/coccinella'>\
+             <query xmlns='storage:client:avatar'><data mimetype='image/png'>{}</data></query></iq>",
+            img.b64
+        ),
+    ));
+    h.drive_bounded(10);
+    let writes = h.server.writes().len();
+    h.take_events();
+
+    h.restart();
+    h.connect_prosody();
+    h.server.account(ALICE).subscribers.push(BOB.into());
+    h.recv(&delegated(
+        "d2",
+        "<iq xmlns='jabber:client' type='get' id='r1' from='bob@localhost/pc' to='alice@localhost'><query xmlns='storage:client:avatar'/></iq>",
+    ));
+    // The legacy rendition comes back from the store (the cache is empty after the restart), validated again.
+    let others = h.drive_bounded(10);
+    assert_eq!(others.len(), 1);
+    let legacy = good_legacy_reply(&img, "d2", "r1", "storage:client:avatar");
+    assert_eq!(xml::to_string(&others[0]), xml::to_string(&parse(&legacy)));
+    assert_eq!(h.server.writes().len(), writes, "nothing written again");
+    let events = h.take_events();
+    assert!(!events.iter().any(|e| matches!(e, Event::Fetched { .. } | Event::Adopted { .. })), "{events:?}");
     h.expect_nothing_sent();
 }
 

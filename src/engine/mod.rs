@@ -10,6 +10,7 @@
 //! then written to the schemes that lack it ([`plan`]); XEP-0008 readers are answered from the current avatar.
 
 pub mod account;
+mod durable;
 mod exchange;
 pub mod grants;
 mod opening;
@@ -27,13 +28,15 @@ use xmpp_parsers::minidom::Element;
 
 use crate::avatar::AvatarHash;
 use crate::cache::{AvatarCache, CacheLimits};
-use crate::image::{ImageLimits, Rendition, Transcoded};
-use crate::store::{Store, StoredAccount};
+use crate::image::{ImageLimits, Transcoded};
+use crate::store::Snapshot;
 use crate::wire::component::{self, Privileges};
 use crate::wire::stanza::{Condition, Iq, IqType, iq};
 use crate::wire::xep0084::AccessModel;
 use crate::wire::{ns, vcard, xep0008, xep0084};
 use account::{Account, Scheme, Seen, Verdict};
+use durable::{Durable, Held, Resume};
+pub use durable::{StoreRequest, SyncId};
 use exchange::{Exchange, Pending, Reader, Waiter};
 use grants::{DirectionStatus, Grants};
 use opening::Opening;
@@ -234,7 +237,8 @@ pub struct Engine {
     grants: Grants,
     accounts: HashMap<BareJid, Account>,
     cache: AvatarCache,
-    store: Box<dyn Store>,
+    /// Store requests for the shell, and what waits on them.
+    durable: Durable,
     pending: Outstanding,
     readers: HashMap<BareJid, Vec<Reader>>,
     outbox: VecDeque<Element>,
@@ -258,19 +262,25 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// A new engine over `store` (accounts are loaded from it as they are met).
-    pub fn new(config: EngineConfig, store: Box<dyn Store>) -> Self {
+    /// A new engine that starts from what the store held (every account is kept in memory from then on; blobs
+    /// are read back through the shell when needed).
+    pub fn new(config: EngineConfig, snapshot: Snapshot) -> Self {
         let cache = AvatarCache::new(config.cache.clone());
+        let mut events = VecDeque::new();
+        let durable = Durable::new(snapshot.blobs.iter().copied());
+        let mut accounts = durable::restore(snapshot, &mut events);
+        let server_converts = Self::server_converts(&config);
+        accounts.values_mut().for_each(|a| a.server_converts = server_converts);
         Self {
             config,
             grants: Grants::default(),
-            accounts: HashMap::new(),
+            accounts,
             cache,
-            store,
+            durable,
             pending: Outstanding::default(),
             readers: HashMap::new(),
             outbox: VecDeque::new(),
-            events: VecDeque::new(),
+            events,
             next_id: 0,
             report_at: None,
             opening: Opening::default(),
@@ -325,6 +335,7 @@ impl Engine {
         // Cut short: the caller sweeps them again on the next connection.
         self.sweeps.clear();
         self.readers.clear();
+        self.durable.disconnected();
         self.report_at = None;
         self.opening = Opening::default();
     }
@@ -378,6 +389,7 @@ impl Engine {
 
     /// Work that waits for the end of an input: dry-run sets taken as done, then sweeps that have settled.
     fn after_input(&mut self, now: Instant) {
+        self.durable.input_done();
         while let Some(id) = self.dry_done.pop_front() {
             if let Some(p) = self.pending.remove(&id) {
                 self.privileged_result(now, p.exchange, None);
@@ -704,32 +716,22 @@ impl Engine {
         self.pending.any_for(account, matches)
     }
 
-    fn account(&mut self, jid: &BareJid) -> &mut Account {
-        if !self.accounts.contains_key(jid) {
-            let stored = match self.store.load_account(jid.as_str()) {
-                Ok(s) => s.unwrap_or_default(),
-                Err(e) => {
-                    self.events.push_back(Event::StoreFailed(e.to_string()));
-                    StoredAccount::default()
-                }
-            };
-            let mut account = Account::restore(stored.seen, stored.current, stored.storage);
-            account.server_converts = match self.config.server_converts {
-                ServerConverts::Yes => Some(true),
-                ServerConverts::No => Some(false),
-                ServerConverts::Auto => None,
-            };
-            self.accounts.insert(jid.clone(), account);
+    /// What the configuration says of server-side conversion before any account was asked.
+    fn server_converts(config: &EngineConfig) -> Option<bool> {
+        match config.server_converts {
+            ServerConverts::Yes => Some(true),
+            ServerConverts::No => Some(false),
+            ServerConverts::Auto => None,
         }
-        self.accounts.get_mut(jid).expect("inserted above")
     }
 
-    fn persist(&mut self, jid: &BareJid) {
-        let Some(a) = self.accounts.get(jid) else { return };
-        let state = StoredAccount { seen: a.seen_all(), current: a.current().copied(), storage: a.storage };
-        if let Err(e) = self.store.save_account(jid.as_str(), &state) {
-            self.events.push_back(Event::StoreFailed(e.to_string()));
-        }
+    fn account(&mut self, jid: &BareJid) -> &mut Account {
+        let server_converts = Self::server_converts(&self.config);
+        self.accounts.entry(jid.clone()).or_insert_with(|| {
+            let mut account = Account::default();
+            account.server_converts = server_converts;
+            account
+        })
     }
 
     fn refuse(&mut self, account: &BareJid, scheme: Scheme, reason: String) {
@@ -755,18 +757,6 @@ impl Engine {
         }
     }
 
-    /// The bytes of `hash`, from the cache or the store, re-validated when they come from disk.
-    fn rendition(&mut self, hash: &AvatarHash) -> Option<Rendition> {
-        if let Some(r) = self.cache.get(hash) {
-            return Some(r);
-        }
-        // Only validated bytes are ever stored: reading them back checks the hash and the header, no pixels.
-        let bytes = self.store.load_blob(hash).ok().flatten()?;
-        let r = Rendition::from_stored(bytes, *hash).ok()?;
-        self.cache.insert(r.clone());
-        Some(r)
-    }
-
     /// Feeds one authoritative observation to the account and acts on the verdict.
     fn observe(&mut self, now: Instant, account: &BareJid, scheme: Scheme, state: Seen, legacy_from: Option<&Jid>) {
         let verdict = self.account(account).observe(scheme, state);
@@ -789,9 +779,13 @@ impl Engine {
     /// A new hash for the account: known bytes are adopted at once; a hash that failed for this account waits out
     /// its negative TTL; anything else is fetched.
     fn candidate(&mut self, now: Instant, account: &BareJid, scheme: Scheme, hash: AvatarHash, from: Option<&Jid>) {
-        if let Some(r) = self.rendition(&hash) {
-            self.adopt_held(now, account, scheme, r);
-        } else if let Some(reason) = self.cache.failure(account, &hash, now) {
+        let waiter = Waiter { account: account.clone(), scheme, legacy_from: from.cloned(), hash };
+        match self.rendition(&hash, Resume::Candidate(waiter)) {
+            Held::Ready(r) => return self.adopt_held(now, account, scheme, r),
+            Held::Loading => return,
+            Held::Missing => {}
+        }
+        if let Some(reason) = self.cache.failure(account, &hash, now) {
             let reason = format!("{hash} failed before ({reason}); not fetched again yet");
             self.reject(account, scheme, reason);
         } else {

@@ -9,6 +9,7 @@ use std::time::Instant;
 use xmpp_parsers::jid::BareJid;
 
 use super::account::{Current, Scheme, Seen};
+use super::durable::{Held, Resume};
 use super::exchange::{Access, Exchange, Reader};
 use super::transcode::Purpose;
 use super::{Engine, Event};
@@ -31,9 +32,11 @@ impl Engine {
     /// Adopts an image already held (cache or store): with the renditions made of it before when they are still
     /// held, else after they are made again (a job for the shell; nothing is decoded here).
     pub(super) fn adopt_held(&mut self, now: Instant, account: &BareJid, scheme: Scheme, original: Rendition) {
+        // The derivation map is the cache's: when its renditions are no longer cached, making them again costs
+        // less than parking the adoption on two reads.
         let known = self.cache.derived_from(&original.hash()).and_then(|d| {
-            let png = self.rendition(&d.png)?.as_png()?;
-            Some(Transcoded { png, legacy: self.rendition(&d.legacy)?, original: original.clone() })
+            let png = self.cache.get(&d.png)?.as_png()?;
+            Some(Transcoded { png, legacy: self.cache.get(&d.legacy)?, original: original.clone() })
         });
         match known {
             Some(t) => self.adopt(now, account, scheme, t),
@@ -54,9 +57,7 @@ impl Engine {
         self.account(account).adopt(current);
         self.persist(account);
         for r in [&original, &*png, &legacy] {
-            if let Err(e) = self.store.save_blob(&r.hash(), r.bytes()) {
-                self.events.push_back(Event::StoreFailed(e.to_string()));
-            }
+            self.save_blob(r);
         }
         self.hold(&Transcoded { original, png, legacy });
         self.events.push_back(Event::Adopted { account: account.to_string(), scheme, hash: current.original });
@@ -73,7 +74,7 @@ impl Engine {
         hash: AvatarHash,
         bytes: Vec<u8>,
     ) {
-        if self.cache.failure(account, &hash, now).is_none() && self.rendition(&hash).is_none() {
+        if self.cache.failure(account, &hash, now).is_none() && !self.is_held(&hash) {
             self.events.push_back(Event::Fetched { account: account.to_string(), scheme, hash });
             return self.transcodes.request(bytes.into(), Purpose::VcardRead { account: account.clone() });
         }
@@ -124,9 +125,10 @@ impl Engine {
         let Some(converts) = a.server_converts else { return };
         let (current, cleared, seen) = (a.current().copied(), a.cleared(), a.seen_all());
         let (source, png) = match (current, cleared) {
-            (Some(current), _) => match self.rendition(&current.png).and_then(|r| r.as_png()) {
-                Some(png) => (current.source, Some(png)),
-                None => {
+            (Some(current), _) => match self.rendition(&current.png, Resume::Account(account.clone())) {
+                Held::Ready(r) if let Some(png) = r.as_png() => (current.source, Some(png)),
+                Held::Loading => return,
+                Held::Ready(_) | Held::Missing => {
                     return self.refuse(
                         account,
                         current.source,
@@ -379,16 +381,11 @@ impl Engine {
                 return self.reply_delegated(outer, delegated, Condition::NotAcceptable);
             }
         };
-        if let Some(t) = stored
-            && let Err(e) = self.store.save_blob(&t.original.hash(), t.original.bytes())
-        {
-            self.events.push_back(Event::StoreFailed(e.to_string()));
-            return self.reply_delegated(outer, delegated, Condition::InternalServerError);
+        if let Some(t) = stored {
+            self.save_blob(&t.original);
         }
-        self.account(account).storage = stored.map(|t| t.original.hash());
+        self.account(account).set_storage(stored.map(|t| t.original.hash()));
         self.persist(account);
-        let reply = delegated.inner.result(ns::CLIENT, None);
-        self.outbox.push_back(component::delegated_reply(outer, delegated.version, reply));
         self.ensure_converts_known(now, account);
         match stored {
             Some(t) => {
@@ -397,9 +394,12 @@ impl Engine {
             }
             None => self.observe(now, account, Scheme::Legacy, Seen::NoAvatar, None),
         }
+        // Answered once committed, with the adoption that followed (made at once: its renditions are held), so a
+        // client that saw `result` is served its avatar after a crash.
+        self.acknowledge_when_stored(outer, delegated);
     }
 
-    fn reply_delegated(&mut self, outer: &Iq, delegated: &Delegated, condition: Condition) {
+    pub(super) fn reply_delegated(&mut self, outer: &Iq, delegated: &Delegated, condition: Condition) {
         let reply = delegated.inner.error_reply(ns::CLIENT, condition);
         self.outbox.push_back(component::delegated_reply(outer, delegated.version, reply));
     }
@@ -463,7 +463,11 @@ impl Engine {
             }
         }
         let rendition = match current {
-            Some(c) => self.rendition(&c.legacy),
+            Some(c) => match self.rendition(&c.legacy, Resume::Account(account.clone())) {
+                Held::Ready(r) => Some(r),
+                Held::Loading => return,
+                Held::Missing => None,
+            },
             None if self.is_pending(account, |_| true) || self.transcodes.busy(account) => return,
             None => None,
         };

@@ -9,6 +9,7 @@
 
 pub mod filtered_io;
 pub mod limits;
+pub mod store_task;
 pub mod stray_text;
 pub mod workers;
 
@@ -25,12 +26,15 @@ use tokio_xmpp::xmlstream::{self, ReadError, StreamHeader, Timeouts, XmlStream};
 use tracing::{debug, error, info, warn};
 use xmpp_parsers::minidom::Element;
 
+use crate::avatar::AvatarHash;
 use crate::engine::grants::Right;
-use crate::engine::{Engine, Event, TranscodeJob, TranscodeResult};
+use crate::engine::{Engine, Event, StoreRequest, SyncId, TranscodeJob, TranscodeResult};
+use crate::store::Store;
 use crate::wire::stanza::{IqType, iq};
 use crate::wire::{ns, xml};
 use filtered_io::StrayTextGuard;
 use limits::StanzaLimits;
+use store_task::{StoreAnswer, StoreTask};
 use workers::ImageWorkers;
 
 /// How to reach the server.
@@ -93,6 +97,12 @@ pub trait Driven {
     fn poll_transcode(&mut self) -> Option<TranscodeJob>;
     /// An image job's result.
     fn handle_transcoded(&mut self, now: std::time::Instant, done: TranscodeResult);
+    /// The next request for the store ([`Engine::poll_store`]).
+    fn poll_store(&mut self) -> Option<StoreRequest>;
+    /// A sync's outcome ([`Engine::handle_stored`]).
+    fn handle_stored(&mut self, now: std::time::Instant, id: SyncId, outcome: Result<(), String>);
+    /// A blob read back ([`Engine::handle_loaded`]).
+    fn handle_loaded(&mut self, now: std::time::Instant, hash: AvatarHash, bytes: Option<Vec<u8>>);
     /// When [`Driven::handle_timeout`] must next be called.
     fn poll_timeout(&self) -> Option<std::time::Instant>;
     /// Hands what happened to the operator (logs, reports), after every input.
@@ -125,6 +135,15 @@ impl Driven for Engine {
     fn handle_transcoded(&mut self, now: std::time::Instant, done: TranscodeResult) {
         Engine::handle_transcoded(self, now, done);
     }
+    fn poll_store(&mut self) -> Option<StoreRequest> {
+        Engine::poll_store(self)
+    }
+    fn handle_stored(&mut self, now: std::time::Instant, id: SyncId, outcome: Result<(), String>) {
+        Engine::handle_stored(self, now, id, outcome);
+    }
+    fn handle_loaded(&mut self, now: std::time::Instant, hash: AvatarHash, bytes: Option<Vec<u8>>) {
+        Engine::handle_loaded(self, now, hash, bytes);
+    }
     fn poll_timeout(&self) -> Option<std::time::Instant> {
         Engine::poll_timeout(self)
     }
@@ -136,12 +155,32 @@ impl Driven for Engine {
 }
 
 /// Runs the gateway until `shutdown` resolves, reconnecting whenever the server goes away.
-pub async fn run(config: LinkConfig, mut engine: Engine, shutdown: impl Future<Output = ()>) {
-    drive(&config, &mut engine, shutdown).await;
+pub async fn run(config: LinkConfig, mut engine: Engine, store: Box<dyn Store>, shutdown: impl Future<Output = ()>) {
+    drive(&config, &mut engine, store, shutdown).await;
 }
 
-/// Drives `driven` until it is done or `shutdown` resolves, reconnecting whenever the server goes away.
-pub async fn drive(config: &LinkConfig, driven: &mut impl Driven, shutdown: impl Future<Output = ()>) {
+/// Drives `driven` until it is done or `shutdown` resolves, reconnecting whenever the server goes away; `store`
+/// carries out its store requests on a thread of its own, and every one asked is committed before this returns.
+pub async fn drive(
+    config: &LinkConfig,
+    driven: &mut impl Driven,
+    store: Box<dyn Store>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut store = StoreTask::spawn(store);
+    connect_and_serve(config, driven, &mut store, shutdown).await;
+    while let Some(request) = driven.poll_store() {
+        store.submit(request);
+    }
+    store.close();
+}
+
+async fn connect_and_serve(
+    config: &LinkConfig,
+    driven: &mut impl Driven,
+    store: &mut StoreTask,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(500);
     loop {
@@ -150,7 +189,7 @@ pub async fn drive(config: &LinkConfig, driven: &mut impl Driven, shutdown: impl
                 info!(component = %config.component, address = %config.address, "connected");
                 backoff = Duration::from_millis(500);
                 driven.handle_connected(now());
-                let ended = session(config, driven, stream, shutdown.as_mut()).await;
+                let ended = session(config, driven, store, stream, shutdown.as_mut()).await;
                 driven.handle_disconnected(now());
                 driven.drain();
                 match ended {
@@ -196,6 +235,7 @@ async fn connect(config: &LinkConfig) -> Result<Stream, LinkError> {
 async fn session(
     config: &LinkConfig,
     driven: &mut impl Driven,
+    store: &mut StoreTask,
     mut stream: Stream,
     mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> Result<(), LinkError> {
@@ -204,6 +244,9 @@ async fn session(
     let mut workers = ImageWorkers::per_core();
     loop {
         workers.start(driven);
+        while let Some(request) = driven.poll_store() {
+            store.submit(request);
+        }
         while let Some(stanza) = driven.poll_transmit() {
             debug!(out = %xml::to_string(&stanza));
             stream.send(&stanza).await.map_err(|e| LinkError::Lost(e.to_string()))?;
@@ -234,6 +277,11 @@ async fn session(
                 Some(Err(ReadError::HardError(e))) => return Err(LinkError::Lost(e.to_string())),
             },
             done = workers.next() => driven.handle_transcoded(now(), done),
+            answer = store.next() => match answer {
+                StoreAnswer::Stored(id, outcome) => driven.handle_stored(now(), id, outcome),
+                StoreAnswer::Loaded(hash, bytes) => driven.handle_loaded(now(), hash, bytes),
+                StoreAnswer::Failed(e) => error!("store: {e}"),
+            },
             () = sleep_until(timer) => driven.handle_timeout(now()),
             () = shutdown.as_mut() => {
                 let _ = stream.shutdown().await;
