@@ -247,18 +247,18 @@ fn legacy_presence_is_fetched_and_written_to_pep_and_vcard() {
 
     h.recv(&iq_avatar_result("gw1", PANDION, "image/jpeg", &img.b64));
     h.expect_events(vec![fetched(ALICE, Scheme::Legacy, img.hash), adopted(ALICE, Scheme::Legacy, img.hash)]);
-    // XEP-0084: data first, metadata once the data is there; the vCard is read, its PHOTO set, the rest kept.
+    // XEP-0084: data first, metadata once the data is there. The vCard read a moment ago is the one written back
+    // (one read per conversion): its PHOTO set, the rest kept.
     h.expect_sent_and_serve(&publish_data("gw4", ALICE, &png));
-    h.expect_sent_and_serve(&vcard_get("gw5", ALICE));
+    h.expect_sent_and_serve(&vcard_set("gw5", ALICE, &format!("{ALICE_VCARD_FIELDS}{}", photo(&png))));
     h.expect_sent_and_serve(&publish_metadata("gw6", ALICE, &png));
-    h.expect_sent_and_serve(&vcard_set("gw7", ALICE, &format!("{ALICE_VCARD_FIELDS}{}", photo(&png))));
-    h.expect_events(vec![wrote(ALICE, Scheme::Pep, Some(png.hash())), wrote(ALICE, Scheme::Vcard, Some(png.hash()))]);
+    h.expect_events(vec![wrote(ALICE, Scheme::Vcard, Some(png.hash())), wrote(ALICE, Scheme::Pep, Some(png.hash()))]);
     assert_eq!(
         h.server.writes(),
         vec![
             format!("{ALICE} set urn:xmpp:avatar:data {}", png.hash()),
-            format!("{ALICE} set urn:xmpp:avatar:metadata {}", png.hash()),
             format!("{ALICE} set vcard"),
+            format!("{ALICE} set urn:xmpp:avatar:metadata {}", png.hash()),
         ]
     );
     h.expect_nothing_sent();
@@ -298,12 +298,16 @@ fn legacy_presence_repeated_fetches_nothing_and_writes_nothing() {
     let mut h = bridged_from_legacy(&img);
     let writes = h.server.writes().len();
     h.recv(&presence(PANDION, &x_avatar(&img.hash)));
-    // Without server-side conversion nothing in presence tells of a PEP change, so PEP is re-read (metadata only);
-    // it holds our own publication, so nothing follows.
-    h.expect_sent_and_serve(&pep_poll("gw8", ALICE));
+    // The hash in presence is the current avatar's: nothing to do, not even a read.
     h.expect_nothing_sent();
     h.expect_no_events();
     assert_eq!(h.server.writes().len(), writes);
+    // A presence that vouches for nothing (a client without XEP-0008 or XEP-0153) tells nothing of PEP on a server
+    // that does not convert: PEP is read (metadata only); it holds our own publication, so nothing follows.
+    h.recv(&presence(DINO, ""));
+    h.expect_sent_and_serve(&pep_poll("gw7", ALICE));
+    h.expect_nothing_sent();
+    h.expect_no_events();
 }
 
 #[test]
@@ -745,10 +749,42 @@ fn pep_to_vcard_on_a_plain_server() {
     h.expect_sent_and_serve(&vcard_get("gw2", ALICE));
     h.expect_sent_and_serve(&pep_data_get("gw3", ALICE, &img.hash));
     h.expect_events(vec![fetched(ALICE, Scheme::Pep, img.hash), adopted(ALICE, Scheme::Pep, img.hash)]);
-    h.expect_sent_and_serve(&vcard_get("gw4", ALICE));
-    h.expect_sent_and_serve(&vcard_set("gw5", ALICE, &format!("{ALICE_VCARD_FIELDS}{}", photo(&png))));
+    // The vCard just read (gw2) is the one written back: one read per conversion.
+    h.expect_sent_and_serve(&vcard_set("gw4", ALICE, &format!("{ALICE_VCARD_FIELDS}{}", photo(&png))));
     h.expect_events(vec![wrote(ALICE, Scheme::Vcard, Some(png.hash()))]);
     assert_eq!(h.server.writes(), vec![format!("{ALICE} set vcard")]);
+    h.expect_nothing_sent();
+}
+
+#[test]
+fn a_vcard_read_seconds_before_the_write_is_read_again() {
+    // The owner may have changed another field meanwhile: a vCard is set back whole, so it must be fresh.
+    let mut h = Harness::prosody(ServerConverts::No, FakeServer::plain());
+    h.server.set_vcard(ALICE, &alice_vcard(""));
+    let img = Image::fixture("avatar-96x96-alpha.png");
+    let png = img.png();
+    h.server.put_item(
+        ALICE,
+        ns::AVATAR_DATA,
+        &img.hash.to_string(),
+        &format!("<data xmlns='urn:xmpp:avatar:data'>{}</data>", img.b64),
+    );
+    h.server.put_item(ALICE, ns::AVATAR_METADATA, &img.hash.to_string(), &metadata_of(&png));
+    h.recv(&presence(DINO, ""));
+    h.expect_sent_and_serve(&pep_poll("gw1", ALICE));
+    h.expect_sent_and_serve(&vcard_get("gw2", ALICE));
+    let data = h.expect_sent(&pep_data_get("gw3", ALICE, &img.hash));
+    h.advance(Duration::from_secs(6));
+    h.server.set_vcard(ALICE, &alice_vcard("<TITLE>changed meanwhile</TITLE>"));
+    h.serve(&data);
+    h.expect_events(vec![fetched(ALICE, Scheme::Pep, img.hash), adopted(ALICE, Scheme::Pep, img.hash)]);
+    h.expect_sent_and_serve(&vcard_get("gw4", ALICE));
+    h.expect_sent_and_serve(&vcard_set(
+        "gw5",
+        ALICE,
+        &format!("{ALICE_VCARD_FIELDS}<TITLE>changed meanwhile</TITLE>{}", photo(&png)),
+    ));
+    h.expect_events(vec![wrote(ALICE, Scheme::Vcard, Some(png.hash()))]);
     h.expect_nothing_sent();
 }
 
@@ -823,10 +859,10 @@ fn legacy_avatar_disabled_empties_pep_and_removes_the_vcard_photo() {
     let mut h = bridged_from_legacy(&img);
     h.recv(&presence(PANDION, "<x xmlns='jabber:x:avatar'/>"));
     h.expect_events(vec![Event::Removed { account: ALICE.into(), scheme: Scheme::Legacy }]);
-    h.expect_sent_and_serve(&publish_no_avatar("gw8", ALICE));
-    h.expect_sent_and_serve(&vcard_get("gw9", ALICE));
-    h.expect_sent_and_serve(&pep_poll("gw10", ALICE));
-    h.expect_sent_and_serve(&vcard_set("gw11", ALICE, ALICE_VCARD_FIELDS));
+    h.expect_sent_and_serve(&publish_no_avatar("gw7", ALICE));
+    h.expect_sent_and_serve(&vcard_get("gw8", ALICE));
+    h.expect_sent_and_serve(&pep_poll("gw9", ALICE));
+    h.expect_sent_and_serve(&vcard_set("gw10", ALICE, ALICE_VCARD_FIELDS));
     h.expect_events(vec![wrote(ALICE, Scheme::Pep, None), wrote(ALICE, Scheme::Vcard, None)]);
     assert_eq!(h.server.vcard(ALICE), Some(xml::to_string(&parse(&alice_vcard("")))));
     // The same "no avatar" again is no news.
@@ -1162,8 +1198,8 @@ fn vcard_photo_removed_empties_pep() {
 /// and nothing else.
 fn expect_pep_removal_clears_the_vcard(h: &mut Harness) {
     h.expect_events(vec![Event::Removed { account: ALICE.into(), scheme: Scheme::Pep }]);
-    h.expect_sent_and_serve(&vcard_get("gw6", ALICE));
-    h.expect_sent_and_serve(&vcard_set("gw7", ALICE, ALICE_VCARD_FIELDS));
+    h.expect_sent_and_serve(&vcard_get("gw5", ALICE));
+    h.expect_sent_and_serve(&vcard_set("gw6", ALICE, ALICE_VCARD_FIELDS));
     h.expect_events(vec![wrote(ALICE, Scheme::Vcard, None)]);
     h.expect_nothing_sent();
 }

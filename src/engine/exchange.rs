@@ -195,7 +195,11 @@ impl Engine {
                 }
             }
             Exchange::VcardRead { account, public } => {
-                match payload.map(vcard::VCard::parse).map(|v| v.and_then(|v| v.photo())) {
+                let parsed = payload.map(vcard::VCard::parse);
+                if let (Some(Ok(v)), false) = (&parsed, public) {
+                    self.recent_vcards.put(account.clone(), (v.clone(), now));
+                }
+                match parsed.map(|v| v.and_then(|v| v.photo())) {
                     Some(Ok(vcard::Photo::Binval { bytes, .. })) => {
                         let hash = AvatarHash::of(&bytes);
                         self.observe_with_bytes(now, &account, Scheme::Vcard, hash, bytes);
@@ -235,6 +239,7 @@ impl Engine {
                 self.observe(now, &account, Scheme::Pep, Seen::NoAvatar, None)
             }
             Exchange::VcardRead { account, public: false } if condition == "item-not-found" => {
+                self.recent_vcards.put(account.clone(), (vcard::VCard::empty(), now));
                 self.observe(now, &account, Scheme::Vcard, Seen::NoAvatar, None)
             }
             Exchange::VcardWrite { account, png } if condition == "item-not-found" => {

@@ -259,6 +259,8 @@ pub struct Engine {
     sweeps: HashMap<BareJid, SweepLog>,
     /// Dry run: ids of sets taken as done at the end of the current input.
     dry_done: VecDeque<String>,
+    /// The last privileged vCard read of each account and when it arrived, for the write that follows it.
+    recent_vcards: lru::LruCache<BareJid, (vcard::VCard, Instant)>,
 }
 
 impl Engine {
@@ -290,6 +292,7 @@ impl Engine {
             noted: lru::LruCache::new(std::num::NonZeroUsize::new(NOTED_SENDERS).expect("non-zero")),
             sweeps: HashMap::new(),
             dry_done: VecDeque::new(),
+            recent_vcards: lru::LruCache::new(std::num::NonZeroUsize::new(plan::RECENT_VCARDS).expect("non-zero")),
         }
     }
 
@@ -527,9 +530,11 @@ impl Engine {
         }
         let account = from.to_bare();
         self.ensure_converts_known(now, &account);
+        let mut vouched = false;
         match xep0008::XAvatar::from_presence(presence) {
             Ok(xep0008::XAvatar::Hash(hash)) => {
-                self.observe(now, &account, Scheme::Legacy, Seen::Avatar(hash), Some(&from))
+                self.observe(now, &account, Scheme::Legacy, Seen::Avatar(hash), Some(&from));
+                vouched = self.accounts.get(&account).and_then(Account::current).is_some_and(|c| c.names(hash));
             }
             Ok(xep0008::XAvatar::Disabled) => self.observe(now, &account, Scheme::Legacy, Seen::NoAvatar, None),
             Ok(xep0008::XAvatar::Absent) => {}
@@ -546,7 +551,7 @@ impl Engine {
                 None
             }
         };
-        self.refresh(now, &account, hint);
+        self.refresh(now, &account, hint, vouched);
     }
 
     fn handle_iq(&mut self, now: Instant, stanza: &Element) {

@@ -19,6 +19,14 @@ use crate::wire::component::{self, Delegated};
 use crate::wire::stanza::{Condition, Iq, IqType};
 use crate::wire::{ns, vcard, xep0008, xep0084};
 
+/// How long a vCard read stands for the vCard as it is when a write follows it: long enough for the fetch and the
+/// transcode between the read and the write of one conversion, short enough that a change the owner made
+/// meanwhile (to another field) is not overwritten by a stale copy.
+pub(super) const RECENT_VCARD: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// vCards kept for that (the least recently read is dropped first: a burst then reads again, which is correct).
+pub(super) const RECENT_VCARDS: usize = 256;
+
 /// What a vCard read does without the vCard privilege.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum VcardFallback {
@@ -176,7 +184,14 @@ impl Engine {
         self.privileged(now, account, ns::PUBSUB, IqType::Set, payload, exchange);
     }
 
+    /// A vCard is set back whole (XEP-0054 §3.2), so a write starts from the vCard as it is: the one read a
+    /// moment ago for this conversion when there is one (one read per conversion), else a fresh read.
     fn read_vcard_for_write(&mut self, now: Instant, account: &BareJid, png: Option<PngRendition>) {
+        if let Some((existing, read_at)) = self.recent_vcards.pop(account)
+            && now.saturating_duration_since(read_at) <= RECENT_VCARD
+        {
+            return self.write_vcard(now, account, existing, png);
+        }
         let exchange = Exchange::VcardWrite { account: account.clone(), png };
         self.privileged(now, account, ns::VCARD, IqType::Get, vcard::request(), exchange);
     }
@@ -232,13 +247,18 @@ impl Engine {
 
     /// Reads what the schemes hold when a presence hints at a change, or when nothing is known yet.
     ///
-    /// Without server-side conversion nothing in presence tells of a PEP change, so PEP is read on each available
-    /// presence; the vCard is read when its XEP-0153 hash differs from what we know.
-    pub(super) fn refresh(&mut self, now: Instant, account: &BareJid, hint: Option<Seen>) {
+    /// `vouched`: the presence carried a hash (XEP-0008 from the owner's client, or XEP-0153) that names the
+    /// current avatar, so nothing is to be done. Without server-side conversion, a presence that vouches for
+    /// nothing tells nothing of PEP, so PEP is read then; the vCard is read when its XEP-0153 hash differs from
+    /// what we know.
+    pub(super) fn refresh(&mut self, now: Instant, account: &BareJid, hint: Option<Seen>, vouched: bool) {
         let a = self.account(account);
         let (pep, vcard_seen, converts) = (a.seen(Scheme::Pep), a.seen(Scheme::Vcard), a.server_converts);
+        let names_current = |seen: Seen| matches!(seen, Seen::Avatar(h) if a.current().is_some_and(|c| c.names(h)));
+        let vouched = vouched || hint.is_some_and(names_current);
         let differs = |seen: Seen| hint.is_some_and(|h| h != seen);
-        if pep == Seen::Unknown || converts == Some(false) || (converts == Some(true) && differs(pep)) {
+        let unvouched_on_plain = converts == Some(false) && !vouched;
+        if pep == Seen::Unknown || unvouched_on_plain || (converts == Some(true) && differs(pep)) {
             self.poll_pep(now, account);
         }
         if converts != Some(true) && (vcard_seen == Seen::Unknown || differs(vcard_seen)) {
@@ -333,7 +353,7 @@ impl Engine {
                 self.readers.entry(account.clone()).or_default().push(reader);
                 if !matches!(access, Access::Denied(_)) {
                     self.ensure_converts_known(now, &account);
-                    self.refresh(now, &account, None);
+                    self.refresh(now, &account, None, false);
                 }
                 self.answer_readers_if_settled(&account);
             }

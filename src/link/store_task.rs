@@ -65,6 +65,11 @@ impl StoreTask {
         }
     }
 
+    /// An answer already due, if any (for a driver that does not await: the benchmarks).
+    pub fn try_next(&mut self) -> Option<StoreAnswer> {
+        self.answers.try_recv().ok()
+    }
+
     /// Finishes every queued request (commits included) and stops the thread.
     pub fn close(mut self) {
         self.requests = None;
