@@ -13,6 +13,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use avatar_gateway::engine::grants::Direction;
 use serde_json::{Value, json};
 use support::client::Client;
@@ -119,6 +121,9 @@ fn capability_report_has_a_line_per_direction_naming_what_the_iq_privilege_would
         // announced, and the report says so.
         assert_needs_delegation(&report, "XEP-0008 readers");
         assert_needs_delegation(&report, Direction::LegacyStorage.describe());
+        // And the admin who configured both is told why, and what fixes it.
+        gateway.wait_for_log("this server release has a known fault", Duration::from_secs(5));
+        assert!(gateway.log().contains("fixed in ejabberd 25.03"), "{}", gateway.log());
     } else {
         assert_works(&report, "XEP-0008 readers");
         assert_works(&report, Direction::LegacyStorage.describe());

@@ -5,7 +5,9 @@ mod common;
 mod engine_support;
 
 use avatar_gateway::engine::account::Scheme;
+use avatar_gateway::engine::grants::Right;
 use avatar_gateway::engine::{Event, ServerConverts};
+use avatar_gateway::wire::stanza::IqType;
 use avatar_gateway::wire::{ns, xml};
 use engine_support::*;
 
@@ -47,13 +49,10 @@ fn a_privileged_iq_the_server_refuses_is_told_once_and_not_sent_again() {
     ));
     h.serve(&parse(&vcard_get("gw2", ALICE)));
     let events = h.take_events();
-    assert!(matches!(&events[0], Event::Refused { reason, .. } if reason.contains("forbidden")), "{events:?}");
-    // The next presence does not ask again; it is told once as not granted.
+    assert_eq!(events[0], refused_right("it answered forbidden"), "{events:?}");
+    assert!(matches!(&events[1], Event::Refused { reason, .. } if reason.contains("forbidden")), "{events:?}");
+    // The next presences do not ask again, and the refusal was told once.
     h.recv(&presence(PANDION, ""));
-    h.expect_events(vec![Event::NotGranted {
-        account: ALICE.into(),
-        what: "get http://jabber.org/protocol/pubsub".into(),
-    }]);
     h.recv(&presence(PANDION, ""));
     h.expect_no_events();
     h.expect_nothing_sent();
@@ -181,17 +180,37 @@ fn a_privileged_iq_handed_back_unprocessed_is_a_refusal_not_a_request() {
     ));
     h.expect_nothing_sent();
     let events = h.take_events();
-    assert!(
-        matches!(&events[..], [Event::Refused { reason, .. }] if reason.contains("handed the privileged IQ back")),
-        "{events:?}"
-    );
+    let bounced = "the server handed the privileged IQ back unprocessed (ejabberd 24.10 to 25.02 do: upgrade to 25.03)";
+    assert_eq!(events[0], refused_right(bounced), "{events:?}");
+    assert!(matches!(&events[1..], [Event::Refused { reason, .. }] if reason.ends_with(bounced)), "{events:?}");
     // Not asked again for the retry period; told once.
     h.serve(&parse(&vcard_get("gw2", ALICE)));
     h.take_events();
     h.recv(&presence(PANDION, ""));
-    h.expect_events(vec![Event::NotGranted {
-        account: ALICE.into(),
-        what: "get http://jabber.org/protocol/pubsub".into(),
-    }]);
+    h.expect_no_events();
     h.expect_nothing_sent();
+}
+
+/// The report of a refused PEP read: the directions that need it are off for the retry period.
+fn refused_right(reason: &str) -> Event {
+    Event::RightRefused {
+        host: DOMAIN.into(),
+        right: Right::Iq(ns::PUBSUB, IqType::Get),
+        reason: reason.into(),
+        retry_in: REFUSAL_RETRY,
+    }
+}
+
+#[test]
+fn an_ejabberd_release_with_the_mod_privilege_faults_is_named_with_the_fix() {
+    let mut h = Harness::new(ServerConverts::No, FakeServer::plain());
+    h.engine.handle_connected(h.now);
+    h.recv(PROSODY_PRIVILEGES);
+    h.answer_version_query("ejabberd", "24.12");
+    let events = h.take_events();
+    assert_eq!(events[0], Event::Server { host: DOMAIN.into(), software: "ejabberd 24.12".into() });
+    assert!(
+        matches!(&events[1..], [Event::ServerFault { host, fault }] if host == DOMAIN && fault.contains("25.03")),
+        "{events:?}"
+    );
 }

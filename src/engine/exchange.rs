@@ -108,9 +108,9 @@ impl Engine {
         if let (PrivilegedReply::Refused(condition), Some((namespace, kind))) = (&answer, privilege) {
             // The server would not carry a privileged IQ out (a grant withdrawn or never honoured): stop asking
             // it for this right until the next connection, and say so once.
-            if matches!(condition.as_deref(), Some("forbidden" | "not-allowed" | "service-unavailable")) {
-                let until = now + self.config.refusal_retry;
-                self.grants.refuse(exchange.account().domain().as_str(), namespace, kind, until);
+            if let Some(refusal @ ("forbidden" | "not-allowed" | "service-unavailable")) = condition.as_deref() {
+                let reason = format!("it answered {refusal}");
+                self.refuse_right(now, exchange.account(), namespace, kind, &reason);
             }
             answer = PrivilegedReply::Error(condition.clone());
         }
@@ -129,7 +129,12 @@ impl Engine {
         }
         if let Exchange::ServerVersion { host } = &exchange {
             let software = answer_version(&answer);
-            return self.events.push_back(Event::Server { host: host.to_string(), software });
+            let fault = super::faults::known_fault(&software);
+            self.events.push_back(Event::Server { host: host.to_string(), software });
+            if let Some(fault) = fault {
+                self.events.push_back(Event::ServerFault { host: host.to_string(), fault });
+            }
+            return;
         }
         if let Exchange::IqAvatar { account, hash } = exchange {
             let data = reply.payload.as_ref().filter(|_| reply.kind == IqType::Result).map(xep0008::Query::parse);

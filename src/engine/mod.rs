@@ -12,6 +12,7 @@
 pub mod account;
 mod durable;
 mod exchange;
+mod faults;
 pub mod grants;
 mod opening;
 mod outstanding;
@@ -171,6 +172,25 @@ pub enum Event {
         host: String,
         /// "Prosody 0.12.3", "ejabberd 23.01", or why it is unknown.
         software: String,
+    },
+    /// The server's release has a fault no grant works around ([`Event::Server`] named it).
+    ServerFault {
+        /// The host.
+        host: String,
+        /// What is wrong, and what fixes it.
+        fault: &'static str,
+    },
+    /// The server refused a right it had granted: what needs it is off until `retry_in` has passed (told once per
+    /// host and right per connection).
+    RightRefused {
+        /// The host.
+        host: String,
+        /// The right.
+        right: grants::Right,
+        /// Why (the server's answer).
+        reason: String,
+        /// When it is asked again.
+        retry_in: Duration,
     },
     /// A swept account has nothing outstanding any more ([`Engine::sweep`]).
     Swept {
@@ -607,13 +627,31 @@ impl Engine {
     /// The server handed a privileged IQ back to the gateway instead of carrying it out (ejabberd 24.10 to 25.02:
     /// fixed in 25.03). The right is as good as refused: not asked again for `refusal_retry`, told once.
     fn privileged_bounced(&mut self, now: Instant, pending: Pending) {
-        if let Some((namespace, kind)) = pending.privilege {
-            let until = now + self.config.refusal_retry;
-            self.grants.refuse(pending.exchange.account().domain().as_str(), namespace, kind, until);
-        }
         let reason =
             "the server handed the privileged IQ back unprocessed (ejabberd 24.10 to 25.02 do: upgrade to 25.03)";
+        if let Some((namespace, kind)) = pending.privilege {
+            self.refuse_right(now, pending.exchange.account(), namespace, kind, reason);
+        }
         self.exchange_failed(now, pending.exchange, reason);
+    }
+
+    /// The server would not carry out a privileged IQ it had granted: that right is off for `refusal_retry`, and
+    /// the operator is told which directions it stops (once per host and right per connection).
+    pub(super) fn refuse_right(
+        &mut self,
+        now: Instant,
+        account: &BareJid,
+        namespace: &'static str,
+        kind: IqType,
+        reason: &str,
+    ) {
+        let host = account.domain().as_str();
+        self.grants.refuse(host, namespace, kind, now + self.config.refusal_retry);
+        if self.grants.first_miss(host, namespace, kind) {
+            let (host, right) = (host.to_owned(), grants::Right::Iq(namespace, kind));
+            let (reason, retry_in) = (reason.to_owned(), self.config.refusal_retry);
+            self.events.push_back(Event::RightRefused { host, right, reason, retry_in });
+        }
     }
 
     /// Answers disco#info: for a delegation node, the namespace (so the server activates it); otherwise who we are.

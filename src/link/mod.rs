@@ -27,7 +27,7 @@ use tracing::{debug, error, info, warn};
 use xmpp_parsers::minidom::Element;
 
 use crate::avatar::AvatarHash;
-use crate::engine::grants::Right;
+use crate::engine::grants::{Direction, Right};
 use crate::engine::{Engine, Event, StoreRequest, SyncId, TranscodeJob, TranscodeResult};
 use crate::store::Store;
 use crate::wire::stanza::{IqType, iq};
@@ -323,6 +323,13 @@ pub fn log_event(event: &Event) {
             }
         }
         Event::Server { host, software } => info!(%host, "the server runs {software}"),
+        Event::ServerFault { host, fault } => warn!(%host, "this server release has a known fault: {fault}"),
+        Event::RightRefused { host, right, reason, retry_in } => {
+            let off: Vec<&str> =
+                Direction::ALL.iter().filter(|d| d.needs().contains(right)).map(|d| d.describe()).collect();
+            warn!(%host, "the server refused the {right} it granted ({reason}): not asked again for {retry_in:?}, \
+                so these stay off until then: {}", off.join("; "));
+        }
         Event::Refused { account, scheme, reason } => warn!(%account, scheme = scheme.name(), "refused: {reason}"),
         Event::Untrusted { from, what } => warn!(%from, "{what} from {from} (this sender is quiet for a minute now)"),
         Event::StoreFailed(e) => error!("store: {e}"),
