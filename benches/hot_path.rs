@@ -9,6 +9,9 @@
 //!   account (linear growth = the same figure for every N).
 //! - `latency`: while a 1600×1200 JPEG is transcoded on another thread (as the shell's worker pool does), the time
 //!   from an unchanged presence in to the engine having nothing left to do: p50 / p99.
+//! - `link`: presences through the XEP-0114 link (`link::drive`: handshake, byte filter, limits, session loop)
+//!   from a server on a loopback socket, against the same bytes from the same server read by tokio-xmpp's
+//!   xmlstream alone (parse-only). Printed: stanzas/s of each and the ratio (target ≥ 0.5).
 //! - `memory`: heap bytes per tracked account (a counting allocator), 100,000 accounts restored from a snapshot
 //!   (cache empty).
 //!
@@ -64,6 +67,7 @@ fn main() {
     let sizes = if full { vec![2_000, 10_000, 20_000] } else { vec![50] };
     burst(&sizes);
     latency(scale(5_000, 20));
+    link(scale(200_000, 200));
     memory(scale(100_000, 1_000));
 }
 
@@ -332,4 +336,136 @@ fn memory(accounts: usize) {
         live().saturating_sub(heap) / accounts
     );
     drop(engine);
+}
+
+/// What the link drives in the `link` bench: counts stanzas, done after `n`.
+struct Counter {
+    seen: usize,
+    n: usize,
+}
+
+impl avatar_gateway::link::Driven for Counter {
+    fn handle_connected(&mut self, _: Instant) {}
+    fn handle_disconnected(&mut self, _: Instant) {}
+    fn handle_stanza(&mut self, _: Instant, _: Element) {
+        self.seen += 1;
+    }
+    fn handle_timeout(&mut self, _: Instant) {}
+    fn poll_transmit(&mut self) -> Option<Element> {
+        None
+    }
+    fn poll_transcode(&mut self) -> Option<avatar_gateway::engine::TranscodeJob> {
+        None
+    }
+    fn handle_transcoded(&mut self, _: Instant, _: avatar_gateway::engine::TranscodeResult) {}
+    fn poll_store(&mut self) -> Option<avatar_gateway::engine::StoreRequest> {
+        None
+    }
+    fn handle_stored(&mut self, _: Instant, _: avatar_gateway::engine::SyncId, _: Result<(), String>) {}
+    fn handle_loaded(&mut self, _: Instant, _: AvatarHash, _: Option<Vec<u8>>) {}
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn drain(&mut self) {}
+    fn is_done(&self) -> bool {
+        self.seen >= self.n
+    }
+}
+
+/// A component listener that accepts one connection, does the XEP-0114 handshake (any secret), writes `stanzas`
+/// and then reads until the client goes away. Returns its port.
+fn serve_once(stanzas: std::sync::Arc<Vec<u8>>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let port = listener.local_addr().expect("its address").port();
+    std::thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().expect("the client");
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut read_until = |tcp: &mut std::net::TcpStream, needle: &[u8], seen: &mut Vec<u8>| {
+            while !seen.windows(needle.len()).any(|w| w == needle) {
+                let n = tcp.read(&mut buf).expect("reading the client");
+                assert!(n > 0, "the client left early");
+                seen.extend_from_slice(&buf[..n]);
+            }
+        };
+        read_until(&mut tcp, b"<stream:stream", &mut seen);
+        read_until(&mut tcp, b">", &mut seen);
+        let header = format!(
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
+             xmlns:stream='http://etherx.jabber.org/streams' id='bench' from='{COMPONENT}'>"
+        );
+        tcp.write_all(header.as_bytes()).expect("the header");
+        seen.clear();
+        read_until(&mut tcp, b"handshake", &mut seen);
+        read_until(&mut tcp, b">", &mut seen);
+        tcp.write_all(b"<handshake/>").expect("the handshake");
+        tcp.write_all(&stanzas).expect("the stanzas");
+        while tcp.read(&mut buf).is_ok_and(|n| n > 0) {}
+    });
+    port
+}
+
+fn link(n: usize) {
+    use futures::{SinkExt, StreamExt};
+    let stanzas: String = (0..n)
+        .map(|i| {
+            format!(
+                "<presence from='u{i}@localhost/pandion' to='{COMPONENT}'><x xmlns='jabber:x:avatar'>\
+                 <hash>{}</hash></x></presence>",
+                AvatarHash::of(&i.to_le_bytes())
+            )
+        })
+        .collect();
+    let stanzas = std::sync::Arc::new(stanzas.into_bytes());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let config = |port: u16| avatar_gateway::link::LinkConfig {
+        address: format!("127.0.0.1:{port}"),
+        component: COMPONENT.into(),
+        secret: "bench".into(),
+        keepalive: Duration::from_secs(60),
+        max_backoff: Duration::from_secs(1),
+        stanza_limits: avatar_gateway::link::limits::StanzaLimits::DEFAULT,
+    };
+    let through_link = {
+        let port = serve_once(stanzas.clone());
+        let mut counter = Counter { seen: 0, n };
+        let start = Instant::now();
+        let store = Box::new(MemoryStore::new(1 << 20));
+        runtime.block_on(avatar_gateway::link::drive(&config(port), &mut counter, store, std::future::pending()));
+        assert_eq!(counter.seen, n);
+        n as f64 / start.elapsed().as_secs_f64()
+    };
+    let parse_only = {
+        use tokio_xmpp::xmlstream::{self, StreamHeader, Timeouts};
+        let port = serve_once(stanzas);
+        let start = Instant::now();
+        let seen = runtime.block_on(async {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connecting");
+            let header = StreamHeader { to: Some(COMPONENT.into()), from: None, id: None };
+            let timeouts =
+                Timeouts { read_timeout: Duration::from_secs(60), response_timeout: Duration::from_secs(60) };
+            let pending = xmlstream::initiate_stream(tokio::io::BufStream::new(tcp), ns::COMPONENT, header, timeouts)
+                .await
+                .expect("the stream");
+            let mut stream: xmlstream::XmlStream<_, Element> = pending.skip_features();
+            let handshake = tokio_xmpp::parsers::component::Handshake::from_stream_id_and_password("bench".into(), "x");
+            stream.send(&handshake).await.expect("the handshake");
+            let mut seen = 0;
+            while seen <= n {
+                match stream.next().await {
+                    Some(Ok(_)) => seen += 1,
+                    other => panic!("the stream ended: {other:?}"),
+                }
+            }
+            seen - 1 // the <handshake/>
+        });
+        assert_eq!(seen, n);
+        n as f64 / start.elapsed().as_secs_f64()
+    };
+    println!(
+        "\nlink: {n} presences over loopback: through the link {through_link:.0}/s, parse-only {parse_only:.0}/s, \
+         ratio {:.2} (target ≥ 0.5)",
+        through_link / parse_only
+    );
 }
