@@ -4,6 +4,9 @@
 mod common;
 mod engine_support;
 
+use std::time::Duration;
+
+use avatar_gateway::avatar::AvatarHash;
 use avatar_gateway::engine::account::Scheme;
 use avatar_gateway::engine::grants::Right;
 use avatar_gateway::engine::{Event, ServerConverts};
@@ -202,15 +205,31 @@ fn refused_right(reason: &str) -> Event {
 }
 
 #[test]
-fn an_ejabberd_release_with_the_mod_privilege_faults_is_named_with_the_fix() {
-    let mut h = Harness::new(ServerConverts::No, FakeServer::plain());
-    h.engine.handle_connected(h.now);
-    h.recv(PROSODY_PRIVILEGES);
-    h.answer_version_query("ejabberd", "24.12");
-    let events = h.take_events();
-    assert_eq!(events[0], Event::Server { host: DOMAIN.into(), software: "ejabberd 24.12".into() });
-    assert!(
-        matches!(&events[1..], [Event::ServerFault { host, fault }] if host == DOMAIN && fault.contains("25.03")),
-        "{events:?}"
-    );
+fn requests_beyond_the_in_flight_limit_wait_their_turn_and_time_out_only_once_sent() {
+    let mut config = config(ServerConverts::Yes);
+    config.max_in_flight = 2;
+    let mut h = Harness::with_config(config, FakeServer::converting());
+    h.connect_prosody();
+    let hash = AvatarHash::of(b"alice's");
+    let bob = "bob@localhost/pandion";
+    h.recv(&presence(PANDION, &x_avatar(&hash)));
+    h.expect_sent(&iq_avatar_get("gw1", PANDION));
+    let alice_poll = h.expect_sent(&pep_poll("gw2", ALICE));
+    // Bob's two requests are remembered (not asked twice) but wait: two are in flight already.
+    h.recv(&presence(bob, &x_avatar(&AvatarHash::of(b"bob's"))));
+    h.recv(&presence(bob, &x_avatar(&AvatarHash::of(b"bob's"))));
+    h.expect_nothing_sent();
+    h.advance(Duration::from_secs(8));
+    h.serve(&alice_poll);
+    h.expect_sent(&iq_avatar_get("gw3", bob));
+    h.expect_nothing_sent();
+    // Alice's client never answers: its fetch times out at 10 s and frees the slot for Bob's poll.
+    h.advance(Duration::from_secs(2));
+    assert!(h.take_events().iter().any(|e| matches!(e, Event::Refused { account, .. } if account == ALICE)));
+    h.expect_sent(&pep_poll("gw4", "bob@localhost"));
+    // Bob's fetch was sent at 8 s: it has until 18 s.
+    h.advance(Duration::from_secs(7));
+    h.expect_no_events();
+    h.advance(Duration::from_secs(1));
+    assert!(h.take_events().iter().any(|e| matches!(e, Event::Refused { account, .. } if account == "bob@localhost")));
 }

@@ -69,12 +69,13 @@ pub(super) struct Waiter {
 /// An outstanding request.
 #[derive(Debug)]
 pub(super) struct Pending {
-    pub(super) deadline: Instant,
     pub(super) exchange: Exchange,
     /// The address asked (normalised): only a reply from it answers this exchange (ids are guessable).
     pub(super) asked: String,
     /// The privilege it was sent under (`None`: a plain request).
     pub(super) privilege: Option<(&'static str, IqType)>,
+    /// Sent (not queued behind the limit of requests in flight).
+    pub(super) sent: bool,
 }
 
 /// A XEP-0008 reader's delegated get, waiting for the account's avatar to be known.
@@ -129,12 +130,7 @@ impl Engine {
         }
         if let Exchange::ServerVersion { host } = &exchange {
             let software = answer_version(&answer);
-            let fault = super::faults::known_fault(&software);
-            self.events.push_back(Event::Server { host: host.to_string(), software });
-            if let Some(fault) = fault {
-                self.events.push_back(Event::ServerFault { host: host.to_string(), fault });
-            }
-            return;
+            return self.events.push_back(Event::Server { host: host.to_string(), software });
         }
         if let Exchange::IqAvatar { account, hash } = exchange {
             let data = reply.payload.as_ref().filter(|_| reply.kind == IqType::Result).map(xep0008::Query::parse);

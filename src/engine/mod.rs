@@ -12,7 +12,6 @@
 pub mod account;
 mod durable;
 mod exchange;
-mod faults;
 pub mod grants;
 mod opening;
 mod outstanding;
@@ -75,6 +74,8 @@ pub struct EngineConfig {
     pub cache: CacheLimits,
     /// How long to wait for any reply.
     pub iq_timeout: Duration,
+    /// Requests in flight to the server at most; the others wait their turn (their timeout runs once sent).
+    pub max_in_flight: usize,
     /// How long a privileged IQ the server refused (although it announced the right) is not sent again.
     pub refusal_retry: Duration,
     /// How long after connecting to report the granted capabilities (the server announces them one by one).
@@ -172,13 +173,6 @@ pub enum Event {
         host: String,
         /// "Prosody 0.12.3", "ejabberd 23.01", or why it is unknown.
         software: String,
-    },
-    /// The server's release has a fault no grant works around ([`Event::Server`] named it).
-    ServerFault {
-        /// The host.
-        host: String,
-        /// What is wrong, and what fixes it.
-        fault: &'static str,
     },
     /// The server refused a right it had granted: what needs it is off until `retry_in` has passed (told once per
     /// host and right per connection).
@@ -292,6 +286,7 @@ impl Engine {
         let durable = Durable::new(snapshot.blobs.iter().copied());
         let mut accounts = durable::restore(snapshot, &mut events);
         let server_converts = Self::server_converts(&config);
+        let pending = Outstanding::new(config.max_in_flight, config.iq_timeout);
         accounts.values_mut().for_each(|a| a.server_converts = server_converts);
         Self {
             config,
@@ -299,7 +294,7 @@ impl Engine {
             accounts,
             cache,
             durable,
-            pending: Outstanding::default(),
+            pending,
             readers: HashMap::new(),
             outbox: VecDeque::new(),
             events,
@@ -413,6 +408,8 @@ impl Engine {
     /// Work that waits for the end of an input: dry-run sets taken as done, then sweeps that have settled.
     fn after_input(&mut self, now: Instant) {
         self.durable.input_done();
+        let released = self.pending.release(now);
+        self.outbox.extend(released);
         while let Some(id) = self.dry_done.pop_front() {
             if let Some(p) = self.pending.remove(&id) {
                 self.privileged_result(now, p.exchange, None);
@@ -684,11 +681,11 @@ impl Engine {
     /// Sends a request from the component and remembers what it was for.
     fn request(&mut self, now: Instant, kind: IqType, to: &str, payload: Element, exchange: Exchange) {
         let id = self.id();
-        let stanza = self.remembered_request(now, id, kind, to, payload, exchange);
-        self.outbox.push_back(stanza);
+        let (stanza, pending) = self.plain_request(&id, kind, to, payload, exchange);
+        self.outbox.extend(self.pending.ask(now, id, pending, Some(stanza)));
     }
 
-    /// A plain request with id `id`, remembered as outstanding; the caller sends it.
+    /// A plain request with id `id`, remembered as in flight (not paced); the caller sends it.
     fn remembered_request(
         &mut self,
         now: Instant,
@@ -698,12 +695,23 @@ impl Engine {
         payload: Element,
         exchange: Exchange,
     ) -> Element {
-        let component = self.config.component.clone();
-        let stanza = iq(ns::COMPONENT, kind, &id, Some(&component), Some(to), Some(payload));
-        let asked = Jid::new(to).map_or_else(|_| to.to_owned(), |j| j.to_string());
-        let deadline = now + self.config.iq_timeout;
-        self.pending.insert(id, Pending { deadline, exchange, asked, privilege: None });
+        let (stanza, pending) = self.plain_request(&id, kind, to, payload, exchange);
+        self.pending.ask(now, id, pending, None);
         stanza
+    }
+
+    fn plain_request(
+        &self,
+        id: &str,
+        kind: IqType,
+        to: &str,
+        payload: Element,
+        exchange: Exchange,
+    ) -> (Element, Pending) {
+        let component = &self.config.component;
+        let stanza = iq(ns::COMPONENT, kind, id, Some(component), Some(to), Some(payload));
+        let asked = Jid::new(to).map_or_else(|_| to.to_owned(), |j| j.to_string());
+        (stanza, Pending { exchange, asked, privilege: None, sent: false })
     }
 
     /// Sends a XEP-0356 privileged IQ on the account's behalf, about its own data, if that right was granted; says
@@ -743,14 +751,14 @@ impl Engine {
             return false;
         }
         let id = self.id();
-        if self.config.dry_run && kind == IqType::Set {
+        let stanza = if self.config.dry_run && kind == IqType::Set {
             self.dry_done.push_back(id.clone());
+            None
         } else {
-            let component = self.config.component.clone();
-            self.outbox.push_back(component::privileged_iq(&id, &component, managed, target, kind, payload));
-        }
-        let (asked, deadline) = (managed.to_string(), now + self.config.iq_timeout);
-        self.pending.insert(id, Pending { deadline, exchange, asked, privilege: Some((namespace, kind)) });
+            Some(component::privileged_iq(&id, &self.config.component, managed, target, kind, payload))
+        };
+        let pending = Pending { exchange, asked: managed.to_string(), privilege: Some((namespace, kind)), sent: false };
+        self.outbox.extend(self.pending.ask(now, id, pending, stanza));
         true
     }
 

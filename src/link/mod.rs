@@ -323,7 +323,6 @@ pub fn log_event(event: &Event) {
             }
         }
         Event::Server { host, software } => info!(%host, "the server runs {software}"),
-        Event::ServerFault { host, fault } => warn!(%host, "this server release has a known fault: {fault}"),
         Event::RightRefused { host, right, reason, retry_in } => {
             let off: Vec<&str> =
                 Direction::ALL.iter().filter(|d| d.needs().contains(right)).map(|d| d.describe()).collect();

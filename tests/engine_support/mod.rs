@@ -49,6 +49,7 @@ pub fn config(server_converts: ServerConverts) -> EngineConfig {
         limits: ImageLimits::default(),
         cache: CacheLimits::default(),
         iq_timeout: IQ_TIMEOUT,
+        max_in_flight: 256,
         refusal_retry: REFUSAL_RETRY,
         report_delay: REPORT_DELAY,
         pep_access_model: None,
