@@ -326,8 +326,8 @@ pub fn log_event(event: &Event) {
         Event::RightRefused { host, right, reason, retry_in } => {
             let off: Vec<&str> =
                 Direction::ALL.iter().filter(|d| d.needs().contains(right)).map(|d| d.describe()).collect();
-            warn!(%host, "the server refused the {right} it granted ({reason}): not asked again for {retry_in:?}, \
-                so these stay off until then: {}", off.join("; "));
+            let off = if off.is_empty() { String::new() } else { format!(", so these stay off: {}", off.join("; ")) };
+            warn!(%host, "the server refused the {right} it granted ({reason}): not asked again for {retry_in:?}{off}");
         }
         Event::Refused { account, scheme, reason } => warn!(%account, scheme = scheme.name(), "refused: {reason}"),
         Event::Untrusted { from, what } => warn!(%from, "{what} from {from} (this sender is quiet for a minute now)"),
