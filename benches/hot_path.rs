@@ -125,7 +125,7 @@ impl Shell {
             let mut busy = false;
             while let Some(job) = self.engine.poll_transcode() {
                 busy = true;
-                self.engine.handle_transcoded(Instant::now(), job.run());
+                self.engine.handle_transcoded(Instant::now(), avatar_gateway::link::workers::run(job));
             }
             let store = self.store.as_mut().expect("open");
             while let Some(request) = self.engine.poll_store() {
@@ -135,7 +135,7 @@ impl Shell {
                 busy = true;
                 match answer {
                     StoreAnswer::Stored(id, outcome) => self.engine.handle_stored(Instant::now(), id, outcome),
-                    StoreAnswer::Loaded(hash, bytes) => self.engine.handle_loaded(Instant::now(), hash, bytes),
+                    StoreAnswer::Loaded(hash, blob) => self.engine.handle_loaded(Instant::now(), hash, blob),
                     StoreAnswer::Failed(e) => panic!("store: {e}"),
                 }
             }
@@ -362,7 +362,7 @@ impl avatar_gateway::link::Driven for Counter {
         None
     }
     fn handle_stored(&mut self, _: Instant, _: avatar_gateway::engine::SyncId, _: Result<(), String>) {}
-    fn handle_loaded(&mut self, _: Instant, _: AvatarHash, _: Option<Vec<u8>>) {}
+    fn handle_loaded(&mut self, _: Instant, _: AvatarHash, _: Option<avatar_gateway::image::Rendition>) {}
     fn poll_timeout(&self) -> Option<Instant> {
         None
     }

@@ -318,7 +318,7 @@ fn image_work_is_handed_out_so_other_accounts_go_on_and_take_turns() {
     assert!(h.drive_bounded(20).is_empty());
     assert_eq!(h.server.item_ids(ALICE, ns::AVATAR_DATA), vec![small.png().hash().to_string()]);
     assert!(h.server.item_ids(MALLORY, ns::AVATAR_DATA).is_empty());
-    h.engine.handle_transcoded(h.now, mallory_job.run());
+    h.engine.handle_transcoded(h.now, avatar_gateway::link::workers::run(mallory_job));
     h.hold_transcodes = false;
     assert!(h.drive_bounded(20).is_empty());
     assert_eq!(h.server.item_ids(MALLORY, ns::AVATAR_DATA), vec![big.png().hash().to_string()]);

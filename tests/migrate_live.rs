@@ -41,13 +41,13 @@ impl Sim {
     /// Image jobs run at once, as a shell with a free worker would; store requests are carried out at once.
     fn work(&mut self) {
         while let Some(job) = self.sweep.poll_transcode() {
-            self.sweep.handle_transcoded(self.now, job.run());
+            self.sweep.handle_transcoded(self.now, avatar_gateway::link::workers::run(job));
         }
         let group: Vec<_> = std::iter::from_fn(|| self.sweep.poll_store()).collect();
         for answer in carry_out(&mut self.store, group) {
             match answer {
                 StoreAnswer::Stored(id, outcome) => self.sweep.handle_stored(self.now, id, outcome),
-                StoreAnswer::Loaded(hash, bytes) => self.sweep.handle_loaded(self.now, hash, bytes),
+                StoreAnswer::Loaded(hash, blob) => self.sweep.handle_loaded(self.now, hash, blob),
                 StoreAnswer::Failed(e) => panic!("the test store failed: {e}"),
             }
         }

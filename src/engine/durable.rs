@@ -150,17 +150,13 @@ impl Engine {
         self.after_input(now);
     }
 
-    /// A blob read came back (`None`: the store no longer holds it): whatever waited for it goes on.
-    pub fn handle_loaded(&mut self, now: Instant, hash: AvatarHash, bytes: Option<Vec<u8>>) {
-        // Only validated bytes are ever stored: reading them back checks the hash and the header, no pixels.
-        match bytes.map(|b| Rendition::from_stored(b, hash)) {
-            Some(Ok(r)) => {
+    /// A blob read came back, validated by the shell (`None`: the store no longer holds it, or it was unusable):
+    /// whatever waited for it goes on.
+    pub fn handle_loaded(&mut self, now: Instant, hash: AvatarHash, blob: Option<Rendition>) {
+        match blob {
+            Some(r) => {
                 self.cache.insert(r.clone());
                 self.durable.loaded.insert(hash, r);
-            }
-            Some(Err(e)) => {
-                self.durable.on_disk.remove(&hash);
-                self.events.push_back(Event::StoreFailed(format!("stored blob {hash} is unusable: {e}")));
             }
             None => {
                 self.durable.on_disk.remove(&hash);

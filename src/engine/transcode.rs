@@ -39,14 +39,10 @@ impl TranscodeJob {
         self.id
     }
 
-    /// Does the work (CPU-bound: run it where a long computation blocks nobody).
-    pub fn run(self) -> TranscodeResult {
-        TranscodeResult { id: self.id, result: Transcoded::from_bytes(self.bytes, &self.limits) }
-    }
-
-    /// The result to report when the work itself could not finish (the worker panicked): the image is refused.
-    pub fn failed(id: JobId, why: String) -> TranscodeResult {
-        TranscodeResult { id, result: Err(ImageError::Encode(format!("the image worker failed: {why}"))) }
+    /// What to transcode, and under which limits: the shell does the work (`link::workers::run`), so that no
+    /// image is decoded inside the engine.
+    pub fn into_input(self) -> (JobId, Arc<[u8]>, ImageLimits) {
+        (self.id, self.bytes, self.limits)
     }
 }
 

@@ -29,6 +29,7 @@ use xmpp_parsers::minidom::Element;
 use crate::avatar::AvatarHash;
 use crate::engine::grants::{Direction, Right};
 use crate::engine::{Engine, Event, StoreRequest, SyncId, TranscodeJob, TranscodeResult};
+use crate::image::Rendition;
 use crate::store::Store;
 use crate::wire::stanza::{IqType, iq};
 use crate::wire::{ns, xml};
@@ -102,7 +103,7 @@ pub trait Driven {
     /// A sync's outcome ([`Engine::handle_stored`]).
     fn handle_stored(&mut self, now: std::time::Instant, id: SyncId, outcome: Result<(), String>);
     /// A blob read back ([`Engine::handle_loaded`]).
-    fn handle_loaded(&mut self, now: std::time::Instant, hash: AvatarHash, bytes: Option<Vec<u8>>);
+    fn handle_loaded(&mut self, now: std::time::Instant, hash: AvatarHash, blob: Option<Rendition>);
     /// When [`Driven::handle_timeout`] must next be called.
     fn poll_timeout(&self) -> Option<std::time::Instant>;
     /// Hands what happened to the operator (logs, reports), after every input.
@@ -141,8 +142,8 @@ impl Driven for Engine {
     fn handle_stored(&mut self, now: std::time::Instant, id: SyncId, outcome: Result<(), String>) {
         Engine::handle_stored(self, now, id, outcome);
     }
-    fn handle_loaded(&mut self, now: std::time::Instant, hash: AvatarHash, bytes: Option<Vec<u8>>) {
-        Engine::handle_loaded(self, now, hash, bytes);
+    fn handle_loaded(&mut self, now: std::time::Instant, hash: AvatarHash, blob: Option<Rendition>) {
+        Engine::handle_loaded(self, now, hash, blob);
     }
     fn poll_timeout(&self) -> Option<std::time::Instant> {
         Engine::poll_timeout(self)
@@ -279,7 +280,7 @@ async fn session(
             done = workers.next() => driven.handle_transcoded(now(), done),
             answer = store.next() => match answer {
                 StoreAnswer::Stored(id, outcome) => driven.handle_stored(now(), id, outcome),
-                StoreAnswer::Loaded(hash, bytes) => driven.handle_loaded(now(), hash, bytes),
+                StoreAnswer::Loaded(hash, blob) => driven.handle_loaded(now(), hash, blob),
                 StoreAnswer::Failed(e) => error!("store: {e}"),
             },
             () = sleep_until(timer) => driven.handle_timeout(now()),

@@ -14,6 +14,7 @@ use tokio::sync::mpsc as tokio_mpsc;
 
 use crate::avatar::AvatarHash;
 use crate::engine::{StoreRequest, SyncId};
+use crate::image::Rendition;
 use crate::store::{Store, StoreOp};
 
 /// Requests committed together at most (bounds one transaction's size and a sync's wait).
@@ -24,8 +25,8 @@ pub const MAX_GROUP: usize = 4096;
 pub enum StoreAnswer {
     /// [`StoreRequest::Sync`]: the writes before it are committed (`Ok`) or lost (`Err`).
     Stored(SyncId, Result<(), String>),
-    /// [`StoreRequest::LoadBlob`]: the bytes, if the store still holds them.
-    Loaded(AvatarHash, Option<Vec<u8>>),
+    /// [`StoreRequest::LoadBlob`]: the blob, if the store still holds it and it is still what was stored.
+    Loaded(AvatarHash, Option<Rendition>),
     /// A group of write-behind writes could not be committed (to log: derived state is rebuilt later).
     Failed(String),
 }
@@ -110,13 +111,23 @@ pub fn carry_out(store: &mut dyn Store, group: Vec<StoreRequest>) -> Vec<StoreAn
                 reported = true;
                 answers.push(StoreAnswer::Stored(id, committed.clone()));
             }
-            StoreRequest::LoadBlob(hash) => match store.load_blob(&hash) {
-                Ok(bytes) => answers.push(StoreAnswer::Loaded(hash, bytes)),
-                Err(e) => {
-                    answers.push(StoreAnswer::Failed(e.to_string()));
-                    answers.push(StoreAnswer::Loaded(hash, None));
+            StoreRequest::LoadBlob(hash) => {
+                // Only validated bytes are ever stored: reading them back checks the hash and the header (no
+                // pixels), here rather than in the engine.
+                let blob = store.load_blob(&hash).map_err(|e| e.to_string()).and_then(|bytes| {
+                    bytes
+                        .map(|b| Rendition::from_stored(b, hash))
+                        .transpose()
+                        .map_err(|e| format!("stored blob {hash} is unusable: {e}"))
+                });
+                match blob {
+                    Ok(blob) => answers.push(StoreAnswer::Loaded(hash, blob)),
+                    Err(e) => {
+                        answers.push(StoreAnswer::Failed(e));
+                        answers.push(StoreAnswer::Loaded(hash, None));
+                    }
                 }
-            },
+            }
             StoreRequest::SaveAccount { .. } | StoreRequest::SaveBlob(_) => {}
         }
     }

@@ -11,6 +11,19 @@ use tracing::error;
 
 use super::Driven;
 use crate::engine::{JobId, TranscodeJob, TranscodeResult};
+use crate::image::{ImageError, Transcoded};
+
+/// Does a job's work: validate the bytes, decode them once, derive both renditions (CPU-bound: run it where a long
+/// computation blocks nobody).
+pub fn run(job: TranscodeJob) -> TranscodeResult {
+    let (id, bytes, limits) = job.into_input();
+    TranscodeResult { id, result: Transcoded::from_bytes(bytes, &limits) }
+}
+
+/// The result to report when the work itself could not finish (the worker panicked): the image is refused.
+fn failed(id: JobId, why: String) -> TranscodeResult {
+    TranscodeResult { id, result: Err(ImageError::Encode(format!("the image worker failed: {why}"))) }
+}
 
 /// The running image jobs.
 pub struct ImageWorkers {
@@ -35,7 +48,7 @@ impl ImageWorkers {
         while self.running.len() < self.limit {
             let Some(job) = driven.poll_transcode() else { break };
             let id = job.id();
-            let task = self.running.spawn_blocking(move || TranscodeJob::run(job));
+            let task = self.running.spawn_blocking(move || run(job));
             self.jobs.insert(task.id(), id);
         }
     }
@@ -52,7 +65,7 @@ impl ImageWorkers {
                 Some(Err(e)) => {
                     let Some(job) = self.jobs.remove(&e.id()) else { continue };
                     error!("an image worker failed: {e}; that image is refused");
-                    return TranscodeJob::failed(job, e.to_string());
+                    return failed(job, e.to_string());
                 }
             }
         }

@@ -15,6 +15,7 @@ use avatar_gateway::engine::grants::{Direction, DirectionStatus};
 use avatar_gateway::engine::{Engine, EngineConfig, Event, ServerConverts, TranscodeJob};
 use avatar_gateway::image::{ImageLimits, PngRendition, Rendition};
 use avatar_gateway::link::store_task::{StoreAnswer, carry_out};
+use avatar_gateway::link::workers;
 use avatar_gateway::store::{MemoryStore, Snapshot};
 use avatar_gateway::wire::{b64, ns, xml};
 use xmpp_parsers::jid::BareJid;
@@ -207,7 +208,7 @@ impl Harness {
     /// Runs the oldest held image job and feeds its result back.
     pub fn run_held(&mut self) {
         let job = self.held.pop_front().expect("a held image job");
-        self.engine.handle_transcoded(self.now, job.run());
+        self.engine.handle_transcoded(self.now, workers::run(job));
         self.collect_events();
     }
 
@@ -244,7 +245,7 @@ impl Harness {
                 if self.hold_transcodes {
                     self.held.push_back(job);
                 } else {
-                    self.engine.handle_transcoded(self.now, job.run());
+                    self.engine.handle_transcoded(self.now, workers::run(job));
                 }
             }
             let group: Vec<_> = std::iter::from_fn(|| self.engine.poll_store()).collect();
@@ -269,7 +270,7 @@ impl Harness {
     fn answer_store(&mut self, answer: StoreAnswer) {
         match answer {
             StoreAnswer::Stored(id, outcome) => self.engine.handle_stored(self.now, id, outcome),
-            StoreAnswer::Loaded(hash, bytes) => self.engine.handle_loaded(self.now, hash, bytes),
+            StoreAnswer::Loaded(hash, blob) => self.engine.handle_loaded(self.now, hash, blob),
             StoreAnswer::Failed(e) => panic!("the test store failed: {e}"),
         }
     }

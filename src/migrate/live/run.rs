@@ -17,6 +17,7 @@ use super::{Sweep, SweepPace};
 use crate::avatar::AvatarHash;
 use crate::engine::account::Scheme;
 use crate::engine::{Engine, StoreRequest, SweepOutcome, SyncId, TranscodeJob, TranscodeResult};
+use crate::image::Rendition;
 use crate::link::{self, Driven, LinkConfig};
 use crate::migrate::progress::Progress;
 use crate::migrate::report::{AccountReport, Outcome, ReportWriter, Source, Summary, Why};
@@ -179,8 +180,8 @@ impl Driven for Migration {
         self.sweep.handle_stored(now, id, outcome);
     }
 
-    fn handle_loaded(&mut self, now: Instant, hash: AvatarHash, bytes: Option<Vec<u8>>) {
-        self.sweep.handle_loaded(now, hash, bytes);
+    fn handle_loaded(&mut self, now: Instant, hash: AvatarHash, blob: Option<Rendition>) {
+        self.sweep.handle_loaded(now, hash, blob);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

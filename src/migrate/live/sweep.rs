@@ -96,8 +96,13 @@ impl Sweep {
     }
 
     /// A blob read back ([`Engine::handle_loaded`]).
-    pub fn handle_loaded(&mut self, now: Instant, hash: crate::avatar::AvatarHash, bytes: Option<Vec<u8>>) {
-        self.engine.handle_loaded(now, hash, bytes);
+    pub fn handle_loaded(
+        &mut self,
+        now: Instant,
+        hash: crate::avatar::AvatarHash,
+        blob: Option<crate::image::Rendition>,
+    ) {
+        self.engine.handle_loaded(now, hash, blob);
         self.collect();
     }
 
