@@ -15,6 +15,7 @@ pub mod grants;
 mod opening;
 mod outstanding;
 mod plan;
+mod stamp;
 mod sweep;
 mod transcode;
 
@@ -38,6 +39,7 @@ use exchange::{Exchange, Pending, Reader, Waiter};
 use grants::{DirectionStatus, Grants};
 use opening::Opening;
 use outstanding::Outstanding;
+pub use stamp::StampStatus;
 use sweep::SweepLog;
 pub use sweep::SweepOutcome;
 pub use transcode::{JobId, TranscodeJob, TranscodeResult};
@@ -81,6 +83,8 @@ pub struct EngineConfig {
     pub server_converts: ServerConverts,
     /// Send no writes: each privileged set is taken as done, so events and reports show what would be written.
     pub dry_run: bool,
+    /// Tell each host's mod_avatar_gateway every account's XEP-0008 hash, for it to stamp on presence ([`stamp`]).
+    pub stamp_presence: bool,
 }
 
 /// Something worth telling the operator (the shell logs these; tests count them).
@@ -169,6 +173,13 @@ pub enum Event {
         /// "Prosody 0.12.3", "ejabberd 23.01", or why it is unknown.
         software: String,
     },
+    /// Whether a host stamps the XEP-0008 hash on its users' presence (mod_avatar_gateway), after the capabilities.
+    PresenceStamp {
+        /// The host.
+        host: String,
+        /// Whether its module answered.
+        status: StampStatus,
+    },
     /// A swept account has nothing outstanding any more ([`Engine::sweep`]).
     Swept {
         /// Account.
@@ -255,6 +266,7 @@ pub struct Engine {
     sweeps: HashMap<BareJid, SweepLog>,
     /// Dry run: ids of sets taken as done at the end of the current input.
     dry_done: VecDeque<String>,
+    stamps: stamp::Stamps,
 }
 
 impl Engine {
@@ -280,6 +292,7 @@ impl Engine {
             noted: lru::LruCache::new(std::num::NonZeroUsize::new(NOTED_SENDERS).expect("non-zero")),
             sweeps: HashMap::new(),
             dry_done: VecDeque::new(),
+            stamps: stamp::Stamps::default(),
         }
     }
 
@@ -296,6 +309,7 @@ impl Engine {
             let version = self.remembered_request(now, id, IqType::Get, host.as_str(), query, exchange);
             self.opening.send(host.as_str(), version, &mut self.outbox);
         }
+        self.stamps_connected(now);
     }
 
     /// The stream went away: every outstanding exchange is void (its reply can no longer come), and waiting
@@ -327,6 +341,7 @@ impl Engine {
         self.readers.clear();
         self.report_at = None;
         self.opening = Opening::default();
+        self.stamps = stamp::Stamps::default();
     }
 
     /// One stanza from the component stream.
@@ -351,6 +366,7 @@ impl Engine {
             self.report_capabilities();
         }
         self.opening.expire(now, &mut self.outbox);
+        self.stamps_due(now);
         // In the order they were sent, so a run is the same every time.
         for id in self.pending.expired(now) {
             if let Some(p) = self.pending.remove(&id) {
@@ -418,7 +434,8 @@ impl Engine {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let readers = self.readers.values().flatten().map(|r| r.deadline);
-        readers.chain(self.pending.next_deadline()).chain(self.report_at).chain(self.opening.deadline()).min()
+        let others = [self.report_at, self.opening.deadline(), self.stamps.deadline()];
+        readers.chain(self.pending.next_deadline()).chain(others.into_iter().flatten()).min()
     }
 
     /// What the server has granted so far.
@@ -472,6 +489,7 @@ impl Engine {
             let directions = self.grants.report(&host);
             self.events.push_back(Event::Capabilities { host, directions });
         }
+        self.stamps_reported();
     }
 
     fn handle_message(&mut self, now: Instant, message: &Element) {
@@ -516,6 +534,7 @@ impl Engine {
         let account = from.to_bare();
         self.ensure_converts_known(now, &account);
         match xep0008::XAvatar::from_presence(presence) {
+            Ok(xep0008::XAvatar::Hash(hash)) if self.stamped(&account, hash) => {}
             Ok(xep0008::XAvatar::Hash(hash)) => {
                 self.observe(now, &account, Scheme::Legacy, Seen::Avatar(hash), Some(&from))
             }
@@ -540,6 +559,9 @@ impl Engine {
     fn handle_iq(&mut self, now: Instant, stanza: &Element) {
         let Ok(envelope) = Iq::parse(stanza) else { return };
         if !envelope.kind.is_request() {
+            if self.stamp_reply(now, &envelope) {
+                return;
+            }
             if let Some(p) = self.take_reply(&envelope) {
                 self.exchange_reply(now, p, &envelope, stanza);
             }
@@ -779,6 +801,7 @@ impl Engine {
             }
             Verdict::Removed => {
                 self.events.push_back(Event::Removed { account: account.to_string(), scheme });
+                self.stamp(now, account);
                 self.plan_writes(now, account);
                 self.answer_readers_if_settled(account);
             }

@@ -26,7 +26,7 @@ use tracing::{debug, error, info, warn};
 use xmpp_parsers::minidom::Element;
 
 use crate::engine::grants::Right;
-use crate::engine::{Engine, Event, TranscodeJob, TranscodeResult};
+use crate::engine::{Engine, Event, StampStatus, TranscodeJob, TranscodeResult};
 use crate::wire::stanza::{IqType, iq};
 use crate::wire::{ns, xml};
 use filtered_io::StrayTextGuard;
@@ -274,6 +274,8 @@ pub fn log_event(event: &Event) {
                 }
             }
         }
+        Event::PresenceStamp { host, status: status @ StampStatus::Works } => info!(%host, "{status}"),
+        Event::PresenceStamp { host, status } => warn!(%host, "{status}"),
         Event::Server { host, software } => info!(%host, "the server runs {software}"),
         Event::Refused { account, scheme, reason } => warn!(%account, scheme = scheme.name(), "refused: {reason}"),
         Event::Untrusted { from, what } => warn!(%from, "{what} from {from} (this sender is quiet for a minute now)"),
