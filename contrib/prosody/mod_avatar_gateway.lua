@@ -17,6 +17,12 @@
 --   * a hash the gateway sent: <x xmlns='jabber:x:avatar'><hash>…</hash></x>;
 --   * "no avatar" from the gateway: <x xmlns='jabber:x:avatar'/>, XEP-0008's form for a disabled avatar;
 --   * nothing heard from the gateway: nothing (a presence without the element tells readers to keep their cache).
+-- The gateway learns of an avatar published with XEP-0084 from a PEP notification, but Prosody sends it none (the
+-- component is in nobody's roster) and presence may not follow the publication. So when a user changes the avatar
+-- metadata node (publish, retract, purge, delete), the module sends the gateway the notification a subscriber
+-- would get, with the node's last item now (XEP-0060 §7.1.2, §7.2.2.1, §8.5.2.1); the gateway reads the image
+-- with its own privileged IQ as for any notification.
+--
 -- A presence that carries a jabber:x:avatar element of the client's own is left as the client wrote it: an XEP-0008
 -- client serves its own image from its full JID (XEP-0008 §3), and the gateway reads that hash from the presence to
 -- convert the avatar, so overwriting it would hide the client's change from both. Only an element this module put
@@ -40,6 +46,10 @@ local usermanager = require "core.usermanager";
 local xmlns_legacy_hash = "urn:avatar-gateway:legacy-hash:0";
 local xmlns_x_avatar = "jabber:x:avatar";
 local xmlns_delay = "urn:xmpp:delay";
+local xmlns_pubsub = "http://jabber.org/protocol/pubsub";
+local xmlns_pubsub_owner = "http://jabber.org/protocol/pubsub#owner";
+local xmlns_pubsub_event = "http://jabber.org/protocol/pubsub#event";
+local avatar_metadata = "urn:xmpp:avatar:metadata";
 
 local core_post_stanza = prosody.core_post_stanza;
 local bare_sessions = prosody.bare_sessions;
@@ -50,8 +60,10 @@ if not component then
 	module:log("error", "avatar_gateway_component is not set: every hash update will be refused");
 end
 
--- user → { hash = "…" } or { } (no avatar); kept so that a restart of Prosody or of the gateway loses nothing.
+-- user → { hash = "…" } or { none = true } (no avatar: an empty record would be deleted by the storage drivers);
+-- kept so that a restart of Prosody or of the gateway loses nothing.
 local store = module:open_store("avatar_gateway");
+local mod_pep = module:depends("pep");
 -- Records read from the store, so a presence costs no storage read; a user the gateway never named is cached too.
 local UNKNOWN = {};
 local records = cache.new(module:get_option_number("avatar_gateway_cache_size", 10000));
@@ -147,7 +159,7 @@ module:hook("iq-set/host/" .. xmlns_legacy_hash .. ":legacy-hash", function(even
 		origin.send(st.reply(stanza)); -- the gateway resends every hash after it reconnects: nothing changes
 		return true;
 	end
-	local rec = { hash = hash };
+	local rec = hash and { hash = hash } or { none = true };
 	local ok, err = store:set(username, rec);
 	if not ok then
 		module:log("error", "Storing the avatar hash of %s failed: %s", username, err);
@@ -160,3 +172,40 @@ module:hook("iq-set/host/" .. xmlns_legacy_hash .. ":legacy-hash", function(even
 	resend(username);
 	return true;
 end);
+
+-- The avatar metadata node as it is now, to the gateway: its last item, or a purge when there is none.
+local function notify_gateway(username)
+	local service = mod_pep.get_pep_service(username);
+	local ok, id, item = service:get_last_item(avatar_metadata, true);
+	local message = st.message({ from = username .. "@" .. module.host, to = component, type = "headline" })
+		:tag("event", { xmlns = xmlns_pubsub_event });
+	if ok and id and item then
+		item = st.clone(item);
+		item.attr.xmlns = nil; -- from the pubsub namespace into the event's, as mod_pep does
+		message:tag("items", { node = avatar_metadata }):add_child(item):up();
+	else
+		message:tag("purge", { node = avatar_metadata }):up();
+	end
+	module:send(message);
+end
+
+-- Before mod_pep (priority 0) handles a user's IQ on its own PEP service; the notification is read once that IQ is
+-- done (a timer of 0 s runs after the current stanza). The gateway's own privileged writes come this way too (as
+-- the user, through mod_privilege); it knows its own hashes again.
+local function watch_pep(event)
+	local origin, stanza = event.origin, event.stanza;
+	if component == nil or stanza.attr.type ~= "set" then return; end
+	local username = origin.username;
+	if stanza.attr.to then
+		local node, host, resource = jid.split(stanza.attr.to);
+		if node ~= username or host ~= module.host or resource then return; end
+	end
+	if not username or origin.host ~= module.host then return; end
+	local op = stanza.tags[1] and stanza.tags[1].tags[1];
+	if op and op.attr.node == avatar_metadata then
+		module:add_timer(0, function() notify_gateway(username); end);
+	end
+end
+
+module:hook("iq/bare/" .. xmlns_pubsub .. ":pubsub", watch_pep, 1);
+module:hook("iq/bare/" .. xmlns_pubsub_owner .. ":pubsub", watch_pep, 1);
