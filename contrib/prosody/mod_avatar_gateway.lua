@@ -20,8 +20,8 @@
 -- The gateway learns of an avatar published with XEP-0084 from a PEP notification, but Prosody sends it none (the
 -- component is in nobody's roster) and presence may not follow the publication. So when a user changes the avatar
 -- metadata node (publish, retract, purge, delete), the module sends the gateway the notification a subscriber
--- would get, with the node's last item now (XEP-0060 §7.1.2, §7.2.2.1, §8.5.2.1); the gateway reads the image
--- with its own privileged IQ as for any notification.
+-- would get: the node's last item as it is now (XEP-0060 §7.1.2), or a purge when no item is left. The gateway reads
+-- the image with its own privileged IQ, as for any notification, and tells the module the new hash.
 --
 -- A presence that carries a jabber:x:avatar element of the client's own is left as the client wrote it: an XEP-0008
 -- client serves its own image from its full JID (XEP-0008 §3), and the gateway reads that hash from the presence to
