@@ -127,8 +127,8 @@ impl Engine {
     /// A reply to one of the stamp's requests, if it is one (it is then consumed). It counts only from the host
     /// that was asked: ids are predictable.
     pub(super) fn stamp_reply(&mut self, now: Instant, reply: &Iq) -> bool {
-        let Some(out) = self.stamps.out.get(&reply.id) else { return false };
-        if reply.from.as_ref().map(|j| j.to_string()) != Some(out.host.clone()) {
+        let asked = |out: &Out| reply.from.as_ref().is_some_and(|j| j.to_string() == out.host);
+        if !self.stamps.out.get(&reply.id).is_some_and(asked) {
             return false;
         }
         let Some(out) = self.stamps.out.remove(&reply.id) else { return false };
@@ -150,8 +150,8 @@ impl Engine {
         true
     }
 
-    /// Time passed: an unanswered question means no module; an unanswered update is forgotten (sent again on the
-    /// next connection); one more stored hash goes out when its turn has come.
+    /// Time passed: an unanswered question means no module; an unanswered update is forgotten, so that the same hash
+    /// goes again when it is next due; one more stored hash goes out when its turn has come.
     pub(super) fn stamps_due(&mut self, now: Instant) {
         // In id order, so a run is the same every time.
         let mut late: Vec<String> =
