@@ -70,6 +70,7 @@ struct RawGateway {
     report_delay_secs: u64,
     server_converts: ServerConverts,
     pep_access_model: Option<AccessModel>,
+    stamp_presence: bool,
 }
 
 impl Default for RawGateway {
@@ -85,6 +86,7 @@ impl Default for RawGateway {
             report_delay_secs: 2,
             server_converts: ServerConverts::Auto,
             pep_access_model: None,
+            stamp_presence: true,
         }
     }
 }
@@ -242,6 +244,7 @@ impl Config {
                 pep_access_model: raw.gateway.pep_access_model,
                 dry_run: false,
                 server_converts: raw.gateway.server_converts,
+                stamp_presence: raw.gateway.stamp_presence,
             },
             store: raw.gateway.store,
             blob_budget_bytes: raw.gateway.blob_budget_bytes,

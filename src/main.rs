@@ -178,6 +178,9 @@ fn migrate_live(args: &LiveArgs) -> anyhow::Result<()> {
     use std::io::IsTerminal as _;
     let mut config = args.config.load()?;
     config.engine.dry_run = args.dry_run;
+    // The server takes one component session at a time, so `run` is not connected meanwhile; it sends every stored
+    // hash to mod_avatar_gateway when it connects again (engine::stamp), the ones swept here included.
+    config.engine.stamp_presence = false;
     let pace = SweepPace {
         interval: Duration::from_secs_f64(1.0 / args.rate.max(0.001)),
         concurrency: args.concurrency,

@@ -16,6 +16,7 @@ pub mod grants;
 mod opening;
 mod outstanding;
 mod plan;
+mod stamp;
 mod sweep;
 mod transcode;
 
@@ -41,6 +42,7 @@ use exchange::{Exchange, Pending, Reader, Waiter};
 use grants::{DirectionStatus, Grants};
 use opening::Opening;
 use outstanding::Outstanding;
+pub use stamp::StampStatus;
 use sweep::SweepLog;
 pub use sweep::SweepOutcome;
 pub use transcode::{JobId, TranscodeJob, TranscodeResult};
@@ -86,6 +88,8 @@ pub struct EngineConfig {
     pub server_converts: ServerConverts,
     /// Send no writes: each privileged set is taken as done, so events and reports show what would be written.
     pub dry_run: bool,
+    /// Tell each host's mod_avatar_gateway every account's XEP-0008 hash, for it to stamp on presence ([`stamp`]).
+    pub stamp_presence: bool,
 }
 
 /// Something worth telling the operator (the shell logs these; tests count them).
@@ -186,6 +190,13 @@ pub enum Event {
         /// When it is asked again.
         retry_in: Duration,
     },
+    /// Whether a host stamps the XEP-0008 hash on its users' presence (mod_avatar_gateway), after the capabilities.
+    PresenceStamp {
+        /// The host.
+        host: String,
+        /// Whether its module answered.
+        status: StampStatus,
+    },
     /// A swept account has nothing outstanding any more ([`Engine::sweep`]).
     Swept {
         /// Account.
@@ -275,6 +286,7 @@ pub struct Engine {
     dry_done: VecDeque<String>,
     /// The last privileged vCard read of each account and when it arrived, for the write that follows it.
     recent_vcards: lru::LruCache<BareJid, (vcard::VCard, Instant)>,
+    stamps: stamp::Stamps,
 }
 
 impl Engine {
@@ -308,6 +320,7 @@ impl Engine {
             sweeps: HashMap::new(),
             dry_done: VecDeque::new(),
             recent_vcards: lru::LruCache::new(std::num::NonZeroUsize::new(plan::RECENT_VCARDS).expect("non-zero")),
+            stamps: stamp::Stamps::default(),
         }
     }
 
@@ -324,6 +337,7 @@ impl Engine {
             let version = self.remembered_request(now, id, IqType::Get, host.as_str(), query, exchange);
             self.opening.send(host.as_str(), version, &mut self.outbox);
         }
+        self.stamps_connected(now);
     }
 
     /// The stream went away: every outstanding exchange is void (its reply can no longer come), and waiting
@@ -356,6 +370,7 @@ impl Engine {
         self.durable.disconnected();
         self.report_at = None;
         self.opening = Opening::default();
+        self.stamps = stamp::Stamps::default();
     }
 
     /// One stanza from the component stream.
@@ -380,6 +395,7 @@ impl Engine {
             self.report_capabilities();
         }
         self.opening.expire(now, &mut self.outbox);
+        self.stamps_due(now);
         // In the order they were sent, so a run is the same every time.
         for id in self.pending.expired(now) {
             if let Some(p) = self.pending.remove(&id) {
@@ -450,7 +466,8 @@ impl Engine {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let readers = self.readers.values().flatten().map(|r| r.deadline);
-        readers.chain(self.pending.next_deadline()).chain(self.report_at).chain(self.opening.deadline()).min()
+        let others = [self.report_at, self.opening.deadline(), self.stamps.deadline()];
+        readers.chain(self.pending.next_deadline()).chain(others.into_iter().flatten()).min()
     }
 
     /// What the server has granted so far.
@@ -504,6 +521,7 @@ impl Engine {
             let directions = self.grants.report(&host);
             self.events.push_back(Event::Capabilities { host, directions });
         }
+        self.stamps_reported();
     }
 
     fn handle_message(&mut self, now: Instant, message: &Element) {
@@ -549,6 +567,8 @@ impl Engine {
         self.ensure_converts_known(now, &account);
         let mut vouched = false;
         match xep0008::XAvatar::from_presence(presence) {
+            // The module's own stamp coming back: no news, and the module tells of PEP changes itself.
+            Ok(xep0008::XAvatar::Hash(hash)) if self.stamped(&account, hash) => vouched = true,
             Ok(xep0008::XAvatar::Hash(hash)) => {
                 self.observe(now, &account, Scheme::Legacy, Seen::Avatar(hash), Some(&from));
                 vouched = self.accounts.get(&account).and_then(Account::current).is_some_and(|c| c.names(hash));
@@ -574,6 +594,9 @@ impl Engine {
     fn handle_iq(&mut self, now: Instant, stanza: &Element) {
         let Ok(envelope) = Iq::parse(stanza) else { return };
         if !envelope.kind.is_request() {
+            if self.stamp_reply(now, &envelope) {
+                return;
+            }
             if let Some(p) = self.take_reply(&envelope) {
                 self.exchange_reply(now, p, &envelope, stanza);
             }
@@ -820,6 +843,7 @@ impl Engine {
             }
             Verdict::Removed => {
                 self.events.push_back(Event::Removed { account: account.to_string(), scheme });
+                self.stamp(now, account);
                 self.plan_writes(now, account);
                 self.answer_readers_if_settled(account);
             }

@@ -69,6 +69,7 @@ impl Engine {
         }
         self.hold(&Transcoded { original, png, legacy });
         self.events.push_back(Event::Adopted { account: account.to_string(), scheme, hash: current.original });
+        self.stamp(now, account);
         self.answer_readers_if_settled(account);
         self.plan_writes(now, account);
     }

@@ -28,7 +28,7 @@ use xmpp_parsers::minidom::Element;
 
 use crate::avatar::AvatarHash;
 use crate::engine::grants::{Direction, Right};
-use crate::engine::{Engine, Event, StoreRequest, SyncId, TranscodeJob, TranscodeResult};
+use crate::engine::{Engine, Event, StampStatus, StoreRequest, SyncId, TranscodeJob, TranscodeResult};
 use crate::image::Rendition;
 use crate::store::Store;
 use crate::wire::stanza::{IqType, iq};
@@ -323,6 +323,8 @@ pub fn log_event(event: &Event) {
                 }
             }
         }
+        Event::PresenceStamp { host, status: status @ StampStatus::Works } => info!(%host, "{status}"),
+        Event::PresenceStamp { host, status } => warn!(%host, "{status}"),
         Event::Server { host, software } => info!(%host, "the server runs {software}"),
         Event::RightRefused { host, right, reason, retry_in } => {
             let off: Vec<&str> =

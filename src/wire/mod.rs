@@ -5,6 +5,7 @@
 
 pub mod b64;
 pub mod component;
+pub mod legacy_stamp;
 pub mod ns;
 pub mod stanza;
 pub mod vcard;

@@ -68,3 +68,6 @@ pub const PEP_VCARD_CONVERSION: &str = "urn:xmpp:pep-vcard-conversion:0";
 /// This project's marker for a stanza the link refused to parse (over its depth or size limit): the link passes
 /// the stanza's start tag on with one `<limit-exceeded reason='depth|size'/>` child in this namespace instead.
 pub const STANZA_LIMIT: &str = "urn:avatar-gateway:stanza-limit";
+/// This project's IQ from the gateway to a host's mod_avatar_gateway (contrib/prosody): the XEP-0008 rendition
+/// hash to stamp on an account's presence, or none (ARCHITECTURE.md, "The presence stamp").
+pub const LEGACY_HASH: &str = "urn:avatar-gateway:legacy-hash:0";

@@ -56,6 +56,8 @@ pub fn config(server_converts: ServerConverts) -> EngineConfig {
         pep_access_model: None,
         server_converts,
         dry_run: false,
+        // Off in the scenarios of the other features; tests/engine_stamp.rs turns it on.
+        stamp_presence: false,
     }
 }
 

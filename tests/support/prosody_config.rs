@@ -32,6 +32,9 @@ pub fn render(p: &ConfigParams<'_>) -> String {
         Flavor::Prosody012 => (r#" "posix";"#, "\nlegacy_ssl_ports = { }"),
         Flavor::Prosody13 => ("", ""),
     };
+    // The shipped module, loaded from the repository as an admin would from a copy (README): every test's presence
+    // goes through it, so no other test may depend on presence without the XEP-0008 stamp.
+    let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/prosody");
     format!(
         r#"-- Written by tests/support/prosody_config.rs for one test ({flavor}); deleted with its temp dir.
 run_as_root = true -- CI runs as root and Prosody refuses to otherwise
@@ -54,9 +57,11 @@ modules_enabled = {{ "roster"; "saslauth"; "disco"; "private"; "ping"; "version"
 modules_disabled = {{ "s2s"; "tls"; }}
 -- Every listed user is a mutual contact of every other one (PEP's default access model is "presence").
 groups_file = "{dir}/groups.txt"
+plugin_paths = {{ "{contrib}" }}
 
 VirtualHost "{DOMAIN}"
-  modules_enabled = {{ "privilege"; "delegation"; }}
+  modules_enabled = {{ "privilege"; "delegation"; "avatar_gateway"; }}
+  avatar_gateway_component = "{COMPONENT}"
   privileged_entities = {{
     ["{COMPONENT}"] = {{
       roster = "both"; message = "outgoing"; presence = "roster";
@@ -81,6 +86,7 @@ Component "{COMPONENT}"
         comp = p.component_port,
         secret = p.secret,
         flavor = p.flavor.name(),
+        contrib = contrib.display(),
     )
 }
 
