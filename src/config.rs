@@ -10,6 +10,7 @@ use serde::Deserialize;
 use xmpp_parsers::jid::BareJid;
 
 use crate::cache::CacheLimits;
+use crate::engine::rates::RateLimits;
 use crate::engine::{EngineConfig, ServerConverts};
 use crate::image::ImageLimits;
 use crate::link::LinkConfig;
@@ -27,6 +28,7 @@ struct Raw {
     gateway: RawGateway,
     limits: ImageLimits,
     cache: CacheLimits,
+    rates: RateLimits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,6 +241,7 @@ impl Config {
                 cache: raw.cache,
                 iq_timeout: Duration::from_secs(raw.gateway.iq_timeout_secs),
                 max_in_flight: raw.gateway.max_in_flight.max(1),
+                rates: raw.rates,
                 refusal_retry: Duration::from_secs(raw.gateway.refusal_retry_secs),
                 report_delay: Duration::from_secs(raw.gateway.report_delay_secs),
                 pep_access_model: raw.gateway.pep_access_model,

@@ -421,3 +421,46 @@ fn a_malformed_storage_set_is_bad_request_and_clears_nothing() {
     h.expect_no_events();
     assert_eq!(h.server.item_ids(ALICE, ns::AVATAR_METADATA), before, "the avatar is where it was");
 }
+
+#[test]
+fn an_account_over_its_rate_is_refused_told_once_and_costs_the_others_nothing() {
+    let mut h = Harness::prosody(ServerConverts::Yes, FakeServer::converting());
+    // Mallory changes her XEP-0008 avatar 40 times at once: the default rate lets 12 through.
+    for n in 0..40u32 {
+        let hash = avatar_gateway::avatar::AvatarHash::of(&n.to_le_bytes());
+        h.recv(&presence(MALLORY_PC, &x_avatar(&hash)));
+    }
+    let limited: Vec<Event> = h.take_events().into_iter().filter(|e| matches!(e, Event::RateLimited { .. })).collect();
+    assert!(
+        matches!(&limited[..], [Event::RateLimited { account, retry_in, .. }] if account == MALLORY
+            && *retry_in <= Duration::from_secs(5)),
+        "told once: {limited:?}"
+    );
+    let fetches = |sent: &[xmpp_parsers::minidom::Element], to: &str| {
+        sent.iter().filter(|s| s.attr("to") == Some(to) && s.get_child("query", ns::IQ_AVATAR).is_some()).count()
+    };
+    let sent: Vec<_> = std::iter::from_fn(|| h.next_sent()).collect();
+    assert_eq!(fetches(&sent, MALLORY_PC), 1, "one fetch in flight for her, the rest deferred or refused");
+    // Her storage set waits too (resource-constraint); nothing is stored.
+    let img = Image::fixture("pixel-1x1.png");
+    h.recv(&delegated(
+        "d1",
+        &format!(
+            "<iq xmlns='jabber:client' type='set' id='s1' from='{MALLORY_PC}'>\
+             <query xmlns='storage:client:avatar'><data mimetype='image/png'>{}</data></query></iq>",
+            img.b64
+        ),
+    ));
+    h.expect_sent(&delegated_reply(
+        "d1",
+        &format!(
+            "<iq xmlns='jabber:client' type='error' id='s1' to='{MALLORY_PC}'><error type='wait'>\
+             <resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+        ),
+    ));
+    h.expect_no_events();
+    // Alice is not slowed: her presence is fetched at once.
+    h.recv(&presence(PANDION, &x_avatar(&img.hash)));
+    let sent: Vec<_> = std::iter::from_fn(|| h.next_sent()).collect();
+    assert_eq!(fetches(&sent, PANDION), 1, "{sent:?}");
+}

@@ -16,6 +16,7 @@ pub mod grants;
 mod opening;
 mod outstanding;
 mod plan;
+pub mod rates;
 mod stamp;
 mod sweep;
 mod transcode;
@@ -78,6 +79,8 @@ pub struct EngineConfig {
     pub iq_timeout: Duration,
     /// Requests in flight to the server at most; the others wait their turn (their timeout runs once sent).
     pub max_in_flight: usize,
+    /// Per-account rate limits.
+    pub rates: rates::RateLimits,
     /// How long a privileged IQ the server refused (although it announced the right) is not sent again.
     pub refusal_retry: Duration,
     /// How long after connecting to report the granted capabilities (the server announces them one by one).
@@ -197,6 +200,16 @@ pub enum Event {
         /// Whether its module answered.
         status: StampStatus,
     },
+    /// An account went over its rate ([`rates::RateLimits`]): what it brings and its reads wait `retry_in` (told
+    /// once per window).
+    RateLimited {
+        /// The account.
+        account: String,
+        /// Which limit.
+        limit: rates::Limited,
+        /// How long until it is within again.
+        retry_in: Duration,
+    },
     /// A swept account has nothing outstanding any more ([`Engine::sweep`]).
     Swept {
         /// Account.
@@ -286,6 +299,7 @@ pub struct Engine {
     dry_done: VecDeque<String>,
     /// The last privileged vCard read of each account and when it arrived, for the write that follows it.
     recent_vcards: lru::LruCache<BareJid, (vcard::VCard, Instant)>,
+    rates: rates::Rates,
     stamps: stamp::Stamps,
 }
 
@@ -299,6 +313,7 @@ impl Engine {
         let mut accounts = durable::restore(snapshot, &mut events);
         let server_converts = Self::server_converts(&config);
         let pending = Outstanding::new(config.max_in_flight, config.iq_timeout);
+        let rates = rates::Rates::new(config.rates.clone());
         accounts.values_mut().for_each(|a| a.server_converts = server_converts);
         Self {
             config,
@@ -320,6 +335,7 @@ impl Engine {
             sweeps: HashMap::new(),
             dry_done: VecDeque::new(),
             recent_vcards: lru::LruCache::new(std::num::NonZeroUsize::new(plan::RECENT_VCARDS).expect("non-zero")),
+            rates,
             stamps: stamp::Stamps::default(),
         }
     }
@@ -847,7 +863,12 @@ impl Engine {
                 self.plan_writes(now, account);
                 self.answer_readers_if_settled(account);
             }
-            Verdict::Candidate(hash) => self.candidate(now, account, scheme, hash, legacy_from),
+            Verdict::Candidate(hash) => {
+                let taken = self.rates.take_change(account, now);
+                if self.within_rate(now, account, scheme, taken) {
+                    self.candidate(now, account, scheme, hash, legacy_from);
+                }
+            }
         }
     }
 
@@ -874,6 +895,10 @@ impl Engine {
     /// deferred one (the latest wins), so an account that changes its avatar hundreds of times a second costs one
     /// fetch and one transcode per round trip, and the other accounts' work is not queued behind its flood.
     fn fetch(&mut self, now: Instant, account: &BareJid, scheme: Scheme, hash: AvatarHash, legacy_from: Option<&Jid>) {
+        let debt = self.rates.debt(account, now);
+        if !self.within_rate(now, account, scheme, debt) {
+            return;
+        }
         let waiter = Waiter { account: account.clone(), scheme, legacy_from: legacy_from.cloned(), hash };
         if self.pending.fetching(&hash) || self.transcodes.adopts_hash(&hash) {
             return self.fetch_waiters.entry(hash).or_default().push(waiter);
@@ -908,6 +933,7 @@ impl Engine {
         bytes: Vec<u8>,
     ) {
         let hash = AvatarHash::of(&bytes);
+        self.rates.spend_bytes(account, bytes.len(), now);
         self.events.push_back(Event::Fetched { account: account.to_string(), scheme, hash });
         if let Some(claimed) = claimed.filter(|c| *c != hash) {
             // Held against this account only: anyone may advertise anyone's hash (see `cache`).

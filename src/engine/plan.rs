@@ -84,6 +84,7 @@ impl Engine {
         bytes: Vec<u8>,
     ) {
         if self.cache.failure(account, &hash, now).is_none() && !self.is_held(&hash) {
+            self.rates.spend_bytes(account, bytes.len(), now);
             self.events.push_back(Event::Fetched { account: account.to_string(), scheme, hash });
             return self.transcodes.request(bytes.into(), Purpose::VcardRead { account: account.clone() });
         }
@@ -253,6 +254,10 @@ impl Engine {
     /// nothing tells nothing of PEP, so PEP is read then; the vCard is read when its XEP-0153 hash differs from
     /// what we know.
     pub(super) fn refresh(&mut self, now: Instant, account: &BareJid, hint: Option<Seen>, vouched: bool) {
+        // An account over its rate is not read again until the window has passed.
+        if self.rates.check(account, now).is_err() {
+            return;
+        }
         let a = self.account(account);
         let (pep, vcard_seen, converts) = (a.seen(Scheme::Pep), a.seen(Scheme::Vcard), a.server_converts);
         let names_current = |seen: Seen| matches!(seen, Seen::Avatar(h) if a.current().is_some_and(|c| c.names(h)));
@@ -376,8 +381,16 @@ impl Engine {
         account: &BareJid,
         data: Option<xep0008::LegacyData>,
     ) {
+        // Over its rate: the client is told to wait, and nothing changes (RFC 6120 §8.3.3.18).
+        if let Err((limit, retry_in)) = self.rates.check(account, now) {
+            if self.rates.tell(account, now, retry_in) {
+                self.events.push_back(Event::RateLimited { account: account.to_string(), limit, retry_in });
+            }
+            return self.reply_delegated(outer, delegated, Condition::ResourceConstraint);
+        }
         match data {
             Some(d) => {
+                self.rates.spend_bytes(account, d.bytes.len(), now);
                 let set = Box::new((outer.clone(), delegated.clone()));
                 let purpose = Purpose::Storage { account: account.clone(), set };
                 self.transcodes.request(d.bytes.into(), purpose);

@@ -335,6 +335,9 @@ pub fn log_event(event: &Event) {
         Event::Refused { account, scheme, reason } => warn!(%account, scheme = scheme.name(), "refused: {reason}"),
         Event::Untrusted { from, what } => warn!(%from, "{what} from {from} (this sender is quiet for a minute now)"),
         Event::StoreFailed(e) => error!("store: {e}"),
+        Event::RateLimited { account, limit, retry_in } => {
+            warn!(%account, "over its rate of {limit}: its new avatars, sets and reads wait {retry_in:?}")
+        }
         Event::NotGranted { account, what } => warn!(%account, "not granted: {what}"),
         other => info!("{other:?}"),
     }

@@ -158,6 +158,8 @@ pub enum Condition {
     PolicyViolation,
     /// RFC 6120 §8.3.3.14: credentials or a subscription are missing (XEP-0060 §6.5.9 presence access model).
     NotAuthorized,
+    /// RFC 6120 §8.3.3.18 `wait`/`resource-constraint`: the account is over its rate limit; retry later.
+    ResourceConstraint,
 }
 
 impl Condition {
@@ -172,12 +174,13 @@ impl Condition {
             Self::RemoteServerTimeout => ("wait", "remote-server-timeout"),
             Self::PolicyViolation => ("modify", "policy-violation"),
             Self::NotAuthorized => ("auth", "not-authorized"),
+            Self::ResourceConstraint => ("wait", "resource-constraint"),
         }
     }
 
     /// The condition named `name` (the element name of a defined condition), if it is one of these.
     pub fn from_name(name: &str) -> Option<Self> {
-        const ALL: [Condition; 9] = [
+        const ALL: [Condition; 10] = [
             Condition::BadRequest,
             Condition::ItemNotFound,
             Condition::NotAcceptable,
@@ -187,6 +190,7 @@ impl Condition {
             Condition::RemoteServerTimeout,
             Condition::PolicyViolation,
             Condition::NotAuthorized,
+            Condition::ResourceConstraint,
         ];
         ALL.into_iter().find(|c| c.parts().1 == name)
     }

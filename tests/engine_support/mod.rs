@@ -51,6 +51,7 @@ pub fn config(server_converts: ServerConverts) -> EngineConfig {
         cache: CacheLimits::default(),
         iq_timeout: IQ_TIMEOUT,
         max_in_flight: 256,
+        rates: Default::default(),
         refusal_retry: REFUSAL_RETRY,
         report_delay: REPORT_DELAY,
         pep_access_model: None,
