@@ -49,6 +49,21 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Check a deployment before it goes live: connect with these settings, wait for the server's grants, read a
+    /// test account (nothing is written), print what works and the config lines to add; exit 0 only if complete.
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// An account to read PEP and the vCard of, as the gateway would (a dry run: nothing is written).
+        #[arg(long, value_name = "JID")]
+        account: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// How long to wait for the grants and the reads.
+        #[arg(long, value_name = "SECONDS", default_value_t = 20)]
+        timeout_secs: u64,
+    },
     /// Give dormant accounts their XEP-0084 avatar: servers convert vCard avatars only when an account logs in.
     Migrate {
         #[command(subcommand)]
@@ -136,6 +151,9 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Run { config } => run(&config),
+        Command::Check { config, account, json, timeout_secs } => {
+            check(&config, account.as_deref(), json, timeout_secs)
+        }
         Command::Migrate { command: MigrateCommand::Live(args) } => migrate_live(&args),
         Command::Migrate { command: MigrateCommand::Xep0227 { input, output, dry_run, report, access_model } } => {
             migrate_xep0227(input, output.filter(|_| !dry_run), report, access_model)
@@ -250,6 +268,22 @@ fn open_store(config: &Config) -> anyhow::Result<Box<dyn Store>> {
 /// Everything the store holds but blob bytes, for the engine to start from (it reports corrupt records).
 fn snapshot(store: &dyn Store) -> anyhow::Result<Snapshot> {
     Snapshot::read(store).context("reading the store")
+}
+
+fn check(args: &ConfigArgs, account: Option<&str>, json: bool, timeout_secs: u64) -> anyhow::Result<()> {
+    let mut config = args.load()?;
+    config.engine.dry_run = true;
+    let account = account.map(str::parse).transpose().context("--account must be a bare JID")?;
+    let engine = Engine::new(config.engine.clone(), Snapshot::default());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    let timeout = Duration::from_secs(timeout_secs);
+    let report = runtime.block_on(avatar_gateway::link::check::check(&config.link, engine, account, timeout));
+    if json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.text());
+    }
+    std::process::exit(if report.complete() { 0 } else { 1 });
 }
 
 fn run(args: &ConfigArgs) -> anyhow::Result<()> {

@@ -18,6 +18,8 @@ use support::images::{avatar_png, large_jpeg, noisy_png, sha1_hex};
 use support::prosody::{COMPONENT, Mode, Prosody, password_of};
 use support::{PATIENCE, eventually};
 
+/// The per-account rates turned off, for tests of the defences under them.
+const NO_RATE_LIMITS: &[&str] = &["rates.avatar_changes_per_minute=0", "rates.image_bytes_per_minute=0"];
 const ALICE: &str = "alice@localhost";
 const BOB: &str = "bob@localhost";
 const MALLORY: &str = "mallory@localhost";
@@ -293,7 +295,8 @@ fn legacy_reads_follow_the_access_model_on_a_converting_server() {
 
 fn one_account_cannot_evict_the_others(mode: Mode) {
     let server = server(mode, &["alice", "bob", "carol"]);
-    let budgets = ["cache.max_bytes=204800", "gateway.blob_budget_bytes=204800"];
+    // Rates off: the pins must hold under a flood however fast one account may change.
+    let budgets = ["cache.max_bytes=204800", "gateway.blob_budget_bytes=204800", NO_RATE_LIMITS[0], NO_RATE_LIMITS[1]];
     let gateway = Gateway::start_with(&server, &budgets);
     let (a_png, b_png) = (avatar_png(21), avatar_png(22));
     let a_hash = sha1_hex(&a_png);
@@ -337,11 +340,13 @@ fn one_account_cannot_evict_the_others_on_a_converting_server() {
 
 /// mallory floods 200 presences a second for 3 s, each with the hash of a new 2000×2000 JPEG (served as `serve`
 /// says); a second into it, bob (a XEP-0008 client) sets an avatar, and an observer must see it within 2 s.
+/// `overrides`: [`NO_RATE_LIMITS`] to see the fairness of the fetches and the image workers alone (the rates would
+/// refuse most of the flood first).
 /// Returns the server, the gateway and mallory (her flood over) for further checks.
-fn flood_then_bob(serve: &str, bursts: u32) -> (Prosody, Gateway, Client) {
+fn flood_then_bob(serve: &str, bursts: u32, overrides: &[&str]) -> (Prosody, Gateway, Client) {
     let server = server(Mode::PlainVcard, &["bob", "obs"]);
     // Info level: hundreds of ~170 KB replies would make a debug log of gigabytes.
-    let gateway = Gateway::start_logging(&server, &[], "avatar_gateway=info");
+    let gateway = Gateway::start_logging(&server, overrides, "avatar_gateway=info");
     // As large as mallory may send: its base64 must fit Prosody's 256 KiB c2s stanza limit.
     let big = large_jpeg(1, 2000, 30);
     assert!(big.len() < 190 * 1024, "{} bytes", big.len());
@@ -379,13 +384,24 @@ fn flood_then_bob(serve: &str, bursts: u32) -> (Prosody, Gateway, Client) {
 /// Each fetch answered with the oldest hash not served yet: what a gateway fetching every hash in turn asks for.
 #[test]
 fn a_flood_of_hashes_does_not_delay_another_accounts_conversion() {
-    flood_then_bob("oldest", 20);
+    flood_then_bob("oldest", 20, NO_RATE_LIMITS);
+}
+
+/// The same flood under the default rates: mallory's changes beyond her rate are refused, which the log says once
+/// per window (not once per presence), and bob is not delayed.
+#[test]
+fn a_flood_over_the_rate_is_refused_told_once_per_window_and_costs_bob_nothing() {
+    let (_server, gateway, _mallory) = flood_then_bob("latest", 5, &[]);
+    let told = gateway.count("over its rate of avatar changes per minute");
+    // 3 s of flood; the window after 12 changes is 5 s (12 a minute): told once, twice if the flood outlived it.
+    assert!((1..=2).contains(&told), "told {told} times:\n{}", gateway.log());
+    assert!(gateway.log().lines().all(|l| !l.contains("over its rate") || l.contains("mallory@localhost")));
 }
 
 /// Each fetch answered with the latest hash, in 5 bursts a second: a gateway that fetches only the last hash an
 /// account showed gets matching bytes between bursts and really decodes mallory's images meanwhile.
 #[test]
 fn a_flood_of_real_decodes_does_not_delay_another_accounts_conversion() {
-    let (_server, _gateway, mut mallory) = flood_then_bob("latest", 5);
+    let (_server, _gateway, mut mallory) = flood_then_bob("latest", 5, NO_RATE_LIMITS);
     eventually("one of mallory's images converted", || mallory.ok(json!({"cmd": "get_pep"})), |p| p["id"].is_string());
 }

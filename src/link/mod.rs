@@ -7,6 +7,7 @@
 //! replaces a stanza too deep or too long for the parser by a marker stanza ([`limits`]: one remote user's stanza
 //! nested 15 000 levels would otherwise overflow the stack).
 
+pub mod check;
 pub mod filtered_io;
 pub mod limits;
 pub mod store_task;
@@ -170,10 +171,42 @@ pub async fn drive(
 ) {
     let mut store = StoreTask::spawn(store);
     connect_and_serve(config, driven, &mut store, shutdown).await;
+    finish(driven, store);
+}
+
+/// One connection attempt, driven until `driven` is done or the stream ends (`avatar-gateway check`).
+pub async fn drive_once(config: &LinkConfig, driven: &mut impl Driven, store: Box<dyn Store>) -> Result<(), LinkError> {
+    let mut store = StoreTask::spawn(store);
+    let ended = match connect(config).await {
+        Ok(stream) => serve(config, driven, &mut store, stream, std::pin::pin!(std::future::pending())).await,
+        Err(e) => Err(e),
+    };
+    finish(driven, store);
+    ended
+}
+
+/// Every store request asked is carried out before the store closes.
+fn finish(driven: &mut impl Driven, store: StoreTask) {
     while let Some(request) = driven.poll_store() {
         store.submit(request);
     }
     store.close();
+}
+
+/// One connected session, from the engine's point of view: connected, served, disconnected.
+async fn serve(
+    config: &LinkConfig,
+    driven: &mut impl Driven,
+    store: &mut StoreTask,
+    stream: Stream,
+    shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Result<(), LinkError> {
+    info!(component = %config.component, address = %config.address, "connected");
+    driven.handle_connected(now());
+    let ended = session(config, driven, store, stream, shutdown).await;
+    driven.handle_disconnected(now());
+    driven.drain();
+    ended
 }
 
 async fn connect_and_serve(
@@ -187,13 +220,8 @@ async fn connect_and_serve(
     loop {
         match connect(config).await {
             Ok(stream) => {
-                info!(component = %config.component, address = %config.address, "connected");
                 backoff = Duration::from_millis(500);
-                driven.handle_connected(now());
-                let ended = session(config, driven, store, stream, shutdown.as_mut()).await;
-                driven.handle_disconnected(now());
-                driven.drain();
-                match ended {
+                match serve(config, driven, store, stream, shutdown.as_mut()).await {
                     Ok(()) => return info!("shut down"),
                     Err(e) => warn!("{e}; reconnecting"),
                 }
@@ -244,6 +272,8 @@ async fn session(
     let mut pings = 0u64;
     let mut workers = ImageWorkers::per_core();
     loop {
+        // What happened first: handing it over may make the driver ask for more (a check starts its reads).
+        driven.drain();
         workers.start(driven);
         while let Some(request) = driven.poll_store() {
             store.submit(request);
@@ -252,7 +282,6 @@ async fn session(
             debug!(out = %xml::to_string(&stanza));
             stream.send(&stanza).await.map_err(|e| LinkError::Lost(e.to_string()))?;
         }
-        driven.drain();
         if driven.is_done() {
             let _ = stream.shutdown().await;
             return Ok(());

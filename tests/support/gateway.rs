@@ -70,22 +70,8 @@ impl Gateway {
 
     fn spawn<S: XmppServer + ?Sized>(server: &S, overrides: &[&str], filter: &str) -> Gateway {
         let log = server.dir().join("gateway.log");
-        let store = server.dir().join("gateway.redb");
-        let mut args: Vec<String> = vec!["run".into()];
-        let sets = [
-            format!("server.address=127.0.0.1:{}", server.component_port()),
-            format!("server.component={}", server.component_jid()),
-            format!("server.secret={}", server.secret()),
-            format!("gateway.store={}", store.display()),
-            format!("gateway.report_delay_secs={}", server.report_delay_secs()),
-            "gateway.iq_timeout_secs=5".into(),
-        ];
-        for s in sets.iter().map(String::as_str).chain(overrides.iter().copied()) {
-            args.push("--set".into());
-            args.push(s.into());
-        }
         let child = Command::new(binary())
-            .args(&args)
+            .args(arguments("run", server, overrides))
             .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -163,6 +149,39 @@ impl Drop for Gateway {
             eprintln!("--- gateway log ---\n{}", self.log());
         }
     }
+}
+
+/// `subcommand` with the settings that reach `server` (its component port, name and secret, a store in its
+/// directory), then `overrides` as further `--set`s.
+fn arguments<S: XmppServer + ?Sized>(subcommand: &str, server: &S, overrides: &[&str]) -> Vec<String> {
+    let store = server.dir().join("gateway.redb");
+    let sets = [
+        format!("server.address=127.0.0.1:{}", server.component_port()),
+        format!("server.component={}", server.component_jid()),
+        format!("server.secret={}", server.secret()),
+        format!("gateway.store={}", store.display()),
+        format!("gateway.report_delay_secs={}", server.report_delay_secs()),
+        "gateway.iq_timeout_secs=5".into(),
+    ];
+    let mut args = vec![subcommand.to_owned()];
+    for s in sets.iter().map(String::as_str).chain(overrides.iter().copied()) {
+        args.push("--set".into());
+        args.push(s.into());
+    }
+    args
+}
+
+/// Runs `avatar-gateway check` for `server` (`overrides` as `--set`s, then `extra` arguments); returns its exit
+/// code and standard output (its log goes to the test's stderr).
+pub fn check<S: XmppServer + ?Sized>(server: &S, overrides: &[&str], extra: &[&str]) -> (i32, String) {
+    let output = Command::new(binary())
+        .args(arguments("check", server, overrides))
+        .args(extra)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("running avatar-gateway check");
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Lines of `log` that report on `direction`: they name it and say `ON` or `OFF`.
