@@ -293,6 +293,32 @@ fn legacy_avatar_reaches_pep_when_the_image_arrives_before_the_pep_read() {
 }
 
 #[test]
+fn a_vcard_read_that_crossed_the_gateways_write_is_not_reused_for_a_later_write() {
+    // The image arrives before the first vCard read is answered: the write reads again (gw4) and sets the PHOTO;
+    // the first read's answer (no PHOTO) comes after and must not stand for the vCard when "no avatar" follows.
+    let mut h = Harness::prosody(ServerConverts::No, FakeServer::plain());
+    h.server.set_vcard(ALICE, &alice_vcard(""));
+    let img = Image::fixture("tiny-5x3.jpg");
+    h.recv(&presence(PANDION, &x_avatar(&img.hash)));
+    h.expect_sent(&iq_avatar_get("gw1", PANDION));
+    let poll = h.expect_sent(&pep_poll("gw2", ALICE));
+    let first_read = h.expect_sent(&vcard_get("gw3", ALICE));
+    h.recv(&iq_avatar_result("gw1", PANDION, "image/jpeg", &img.b64));
+    let read_for_write = h.expect_sent(&vcard_get("gw4", ALICE));
+    h.serve(&read_for_write);
+    h.serve(&first_read);
+    h.serve(&poll);
+    h.drive_bounded(10);
+    assert_eq!(h.server.vcard(ALICE), Some(xml::to_string(&parse(&alice_vcard(&photo(&img.png()))))));
+    h.take_events();
+
+    h.recv(&presence(PANDION, "<x xmlns='jabber:x:avatar'/>"));
+    h.drive_bounded(10);
+    assert_eq!(h.server.vcard(ALICE), Some(xml::to_string(&parse(&alice_vcard("")))), "the PHOTO is removed");
+    h.expect_nothing_sent();
+}
+
+#[test]
 fn legacy_presence_repeated_fetches_nothing_and_writes_nothing() {
     let img = Image::fixture("tiny-5x3.jpg");
     let mut h = bridged_from_legacy(&img);
@@ -734,15 +760,8 @@ fn vcard_to_pep_on_a_plain_server() {
 fn pep_to_vcard_on_a_plain_server() {
     let mut h = Harness::prosody(ServerConverts::No, FakeServer::plain());
     h.server.set_vcard(ALICE, &alice_vcard(""));
-    let img = Image::fixture("avatar-96x96-alpha.png");
+    let img = alice_with_pep_avatar(&mut h);
     let png = img.png();
-    h.server.put_item(
-        ALICE,
-        ns::AVATAR_DATA,
-        &img.hash.to_string(),
-        &format!("<data xmlns='urn:xmpp:avatar:data'>{}</data>", img.b64),
-    );
-    h.server.put_item(ALICE, ns::AVATAR_METADATA, &img.hash.to_string(), &metadata_of(&png));
 
     h.recv(&presence(DINO, ""));
     h.expect_sent_and_serve(&pep_poll("gw1", ALICE));
@@ -761,15 +780,8 @@ fn a_vcard_read_seconds_before_the_write_is_read_again() {
     // The owner may have changed another field meanwhile: a vCard is set back whole, so it must be fresh.
     let mut h = Harness::prosody(ServerConverts::No, FakeServer::plain());
     h.server.set_vcard(ALICE, &alice_vcard(""));
-    let img = Image::fixture("avatar-96x96-alpha.png");
+    let img = alice_with_pep_avatar(&mut h);
     let png = img.png();
-    h.server.put_item(
-        ALICE,
-        ns::AVATAR_DATA,
-        &img.hash.to_string(),
-        &format!("<data xmlns='urn:xmpp:avatar:data'>{}</data>", img.b64),
-    );
-    h.server.put_item(ALICE, ns::AVATAR_METADATA, &img.hash.to_string(), &metadata_of(&png));
     h.recv(&presence(DINO, ""));
     h.expect_sent_and_serve(&pep_poll("gw1", ALICE));
     h.expect_sent_and_serve(&vcard_get("gw2", ALICE));

@@ -162,20 +162,6 @@ fn an_over_limit_reply_fails_its_exchange_and_nothing_is_adopted() {
     h.expect_nothing_sent();
 }
 
-/// Alice's avatar, published to PEP by her own client, known to the gateway.
-fn alice_with_pep_avatar(h: &mut Harness) -> Image {
-    let img = Image::fixture("avatar-96x96-alpha.png");
-    let png = img.png();
-    h.server.put_item(
-        ALICE,
-        ns::AVATAR_DATA,
-        &img.hash.to_string(),
-        &format!("<data xmlns='urn:xmpp:avatar:data'>{}</data>", img.b64),
-    );
-    h.server.put_item(ALICE, ns::AVATAR_METADATA, &img.hash.to_string(), &metadata_of(&png));
-    img
-}
-
 fn storage_get(outer: &str, from_full: &str) -> String {
     delegated(
         outer,

@@ -198,7 +198,7 @@ impl Engine {
             Exchange::VcardRead { account, public } => {
                 let parsed = payload.map(vcard::VCard::parse);
                 if let (Some(Ok(v)), false) = (&parsed, public) {
-                    self.recent_vcards.put(account.clone(), (v.clone(), now));
+                    self.remember_vcard(now, &account, v.clone());
                 }
                 match parsed.map(|v| v.and_then(|v| v.photo())) {
                     Some(Ok(vcard::Photo::Binval { bytes, .. })) => {
@@ -240,7 +240,7 @@ impl Engine {
                 self.observe(now, &account, Scheme::Pep, Seen::NoAvatar, None)
             }
             Exchange::VcardRead { account, public: false } if condition == "item-not-found" => {
-                self.recent_vcards.put(account.clone(), (vcard::VCard::empty(), now));
+                self.remember_vcard(now, &account, vcard::VCard::empty());
                 self.observe(now, &account, Scheme::Vcard, Seen::NoAvatar, None)
             }
             Exchange::VcardWrite { account, png } if condition == "item-not-found" => {

@@ -297,8 +297,8 @@ pub struct Engine {
     sweeps: HashMap<BareJid, SweepLog>,
     /// Dry run: ids of sets taken as done at the end of the current input.
     dry_done: VecDeque<String>,
-    /// The last privileged vCard read of each account and when it arrived, for the write that follows it.
-    recent_vcards: lru::LruCache<BareJid, (vcard::VCard, Instant)>,
+    /// The last privileged vCard read (or the gateway's own write) of each account, for the write that follows.
+    recent_vcards: lru::LruCache<BareJid, plan::RecentVcard>,
     rates: rates::Rates,
     stamps: stamp::Stamps,
 }

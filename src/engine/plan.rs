@@ -27,6 +27,29 @@ pub(super) const RECENT_VCARD: std::time::Duration = std::time::Duration::from_s
 /// vCards kept for that (the least recently read is dropped first: a burst then reads again, which is correct).
 pub(super) const RECENT_VCARDS: usize = 256;
 
+/// What the gateway last knew of an account's vCard as a whole.
+#[derive(Debug)]
+pub(super) enum RecentVcard {
+    /// Read at that moment.
+    Read(vcard::VCard, Instant),
+    /// Written (or found to hold the wish) by the gateway at that moment: a read answered after this was asked
+    /// before it, so it is stale and not kept.
+    Written(Instant),
+}
+
+impl Engine {
+    /// A privileged vCard read arrived: kept for the write that may follow, unless the gateway wrote the vCard
+    /// since (or is writing it): a read and a write cross, and the read would bring back the old PHOTO.
+    pub(super) fn remember_vcard(&mut self, now: Instant, account: &BareJid, vcard: vcard::VCard) {
+        let written = matches!(self.recent_vcards.peek(account),
+            Some(RecentVcard::Written(at)) if now.saturating_duration_since(*at) <= RECENT_VCARD);
+        let writing = self.is_pending(account, |e| e.writes(account, Scheme::Vcard));
+        if !written && !writing {
+            self.recent_vcards.put(account.clone(), RecentVcard::Read(vcard, now));
+        }
+    }
+}
+
 /// What a vCard read does without the vCard privilege.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum VcardFallback {
@@ -189,7 +212,7 @@ impl Engine {
     /// A vCard is set back whole (XEP-0054 §3.2), so a write starts from the vCard as it is: the one read a
     /// moment ago for this conversion when there is one (one read per conversion), else a fresh read.
     fn read_vcard_for_write(&mut self, now: Instant, account: &BareJid, png: Option<PngRendition>) {
-        if let Some((existing, read_at)) = self.recent_vcards.pop(account)
+        if let Some(RecentVcard::Read(existing, read_at)) = self.recent_vcards.pop(account)
             && now.saturating_duration_since(read_at) <= RECENT_VCARD
         {
             return self.write_vcard(now, account, existing, png);
@@ -212,6 +235,7 @@ impl Engine {
             Ok(vcard::Photo::None) => target.is_none(),
             _ => false,
         };
+        self.recent_vcards.put(account.clone(), RecentVcard::Written(now));
         if holds {
             self.account(account).wrote(Scheme::Vcard, target.map_or(Seen::NoAvatar, Seen::Avatar));
             self.persist(account);

@@ -613,3 +613,17 @@ pub fn answers_delegation_disco(h: &mut Harness, id: &str, node: &str, namespace
          </iq>"
     ));
 }
+
+/// Alice's avatar (the 96×96 PNG), published to PEP by her own client: both nodes on the fake server.
+pub fn alice_with_pep_avatar(h: &mut Harness) -> Image {
+    let img = Image::fixture("avatar-96x96-alpha.png");
+    let png = img.png();
+    h.server.put_item(
+        ALICE,
+        ns::AVATAR_DATA,
+        &img.hash.to_string(),
+        &format!("<data xmlns='urn:xmpp:avatar:data'>{}</data>", img.b64),
+    );
+    h.server.put_item(ALICE, ns::AVATAR_METADATA, &img.hash.to_string(), &metadata_of(&png));
+    img
+}
