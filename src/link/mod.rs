@@ -9,6 +9,7 @@
 
 pub mod filtered_io;
 pub mod limits;
+mod shutdown;
 pub mod stray_text;
 pub mod workers;
 
@@ -27,6 +28,9 @@ use xmpp_parsers::minidom::Element;
 
 use crate::engine::grants::Right;
 use crate::engine::{Engine, Event, TranscodeJob, TranscodeResult};
+use crate::ops::Ops;
+use crate::ops::logs::Redacted;
+use crate::ops::observed::Observed;
 use crate::wire::stanza::{IqType, iq};
 use crate::wire::{ns, xml};
 use filtered_io::StrayTextGuard;
@@ -48,6 +52,8 @@ pub struct LinkConfig {
     pub max_backoff: Duration,
     /// How deep and long one incoming stanza may be (enforced before parsing).
     pub stanza_limits: StanzaLimits,
+    /// On shutdown, how long image jobs already running may take to finish ([`shutdown`]).
+    pub drain_timeout: Duration,
 }
 
 /// Why a connection attempt or a session ended.
@@ -103,41 +109,9 @@ pub trait Driven {
     }
 }
 
-impl Driven for Engine {
-    fn handle_connected(&mut self, now: std::time::Instant) {
-        Engine::handle_connected(self, now);
-    }
-    fn handle_disconnected(&mut self, now: std::time::Instant) {
-        Engine::handle_disconnected(self, now);
-    }
-    fn handle_stanza(&mut self, now: std::time::Instant, stanza: Element) {
-        Engine::handle_stanza(self, now, stanza);
-    }
-    fn handle_timeout(&mut self, now: std::time::Instant) {
-        Engine::handle_timeout(self, now);
-    }
-    fn poll_transmit(&mut self) -> Option<Element> {
-        Engine::poll_transmit(self)
-    }
-    fn poll_transcode(&mut self) -> Option<TranscodeJob> {
-        Engine::poll_transcode(self)
-    }
-    fn handle_transcoded(&mut self, now: std::time::Instant, done: TranscodeResult) {
-        Engine::handle_transcoded(self, now, done);
-    }
-    fn poll_timeout(&self) -> Option<std::time::Instant> {
-        Engine::poll_timeout(self)
-    }
-    fn drain(&mut self) {
-        while let Some(event) = self.poll_event() {
-            log_event(&event);
-        }
-    }
-}
-
-/// Runs the gateway until `shutdown` resolves, reconnecting whenever the server goes away.
-pub async fn run(config: LinkConfig, mut engine: Engine, shutdown: impl Future<Output = ()>) {
-    drive(&config, &mut engine, shutdown).await;
+/// Runs the gateway until `shutdown` resolves, reconnecting whenever the server goes away; `ops` sees it all.
+pub async fn run(config: LinkConfig, engine: Engine, ops: Ops, shutdown: impl Future<Output = ()>) {
+    drive(&config, &mut Observed::new(engine, ops), shutdown).await;
 }
 
 /// Drives `driven` until it is done or `shutdown` resolves, reconnecting whenever the server goes away.
@@ -204,11 +178,7 @@ async fn session(
     let mut workers = ImageWorkers::per_core();
     loop {
         workers.start(driven);
-        while let Some(stanza) = driven.poll_transmit() {
-            debug!(out = %xml::to_string(&stanza));
-            stream.send(&stanza).await.map_err(|e| LinkError::Lost(e.to_string()))?;
-        }
-        driven.drain();
+        flush(driven, &mut stream).await?;
         if driven.is_done() {
             let _ = stream.shutdown().await;
             return Ok(());
@@ -217,7 +187,7 @@ async fn session(
         tokio::select! {
             item = stream.next() => match item {
                 Some(Ok(stanza)) => {
-                    debug!(r#in = %xml::to_string(&stanza));
+                    debug!(r#in = %Redacted(&stanza));
                     driven.handle_stanza(now(), stanza);
                 }
                 // Silence: make the server say something before the hard timeout (XEP-0199 ping; its reply is an
@@ -235,12 +205,19 @@ async fn session(
             },
             done = workers.next() => driven.handle_transcoded(now(), done),
             () = sleep_until(timer) => driven.handle_timeout(now()),
-            () = shutdown.as_mut() => {
-                let _ = stream.shutdown().await;
-                return Ok(());
-            }
+            () = shutdown.as_mut() => return shutdown::drain(config, driven, stream, workers).await,
         }
     }
+}
+
+/// Sends what `driven` wants sent, then hands its events to the operator.
+async fn flush(driven: &mut impl Driven, stream: &mut Stream) -> Result<(), LinkError> {
+    while let Some(stanza) = driven.poll_transmit() {
+        debug!(out = %Redacted(&stanza));
+        stream.send(&stanza).await.map_err(|e| LinkError::Lost(e.to_string()))?;
+    }
+    driven.drain();
+    Ok(())
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
