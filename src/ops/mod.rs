@@ -108,12 +108,14 @@ impl Ops {
             m.accounts.set(seen.since_start.estimate().round() as i64);
             for window in Window::ALL {
                 let w = window.label();
-                let [legacy, vcard, any] = [&seen.legacy, &seen.vcard, &seen.any].map(|s| s.estimate(window, unix));
+                let [legacy, vcard, any] =
+                    [&seen.legacy, &seen.vcard, &seen.any].map(|s| s.estimate(window, unix).round() as i64);
                 for (scheme, estimate) in [("xep0008", legacy), ("vcard", vcard), ("any", any)] {
-                    m.clients.get_or_create(&ClientLabels { scheme, window: w }).set(estimate.round() as i64);
+                    m.clients.get_or_create(&ClientLabels { scheme, window: w }).set(estimate);
                 }
-                // Estimates of different sets can cross a little when both are small: a share stays within 0..1.
-                let share = if any > 0.0 { (legacy / any).min(1.0) } else { 0.0 };
+                // The share of the gauges as shown (1 of 2 is 0.5); the estimates of two sets can cross a little,
+                // so it is kept within 0..1.
+                let share = if any > 0 { (legacy as f64 / any as f64).min(1.0) } else { 0.0 };
                 m.legacy_share.get_or_create(&WindowLabels { window: w }).set(share);
             }
         }
