@@ -21,7 +21,7 @@ use clap::{Parser, Subcommand};
 #[command(version, about, long_about = None)]
 struct Cli {
     /// How log lines are written to stderr: human, or json (one object per line, for collectors).
-    #[arg(long, global = true, value_enum, default_value_t, env = "AVATAR_GATEWAY_LOG_FORMAT")]
+    #[arg(long, global = true, value_enum, default_value_t)]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,

@@ -9,10 +9,10 @@ use std::time::Instant;
 use lru::LruCache;
 use xmpp_parsers::minidom::Element;
 
-use super::Ops;
 use super::iqs::IqClock;
 use super::metrics::{ConversionLabels, OutcomeLabels, SchemeLabels, StanzaLabels};
 use super::notify;
+use super::{Health, Ops};
 use crate::engine::account::Scheme;
 use crate::engine::{Engine, Event, JobId, TranscodeJob, TranscodeResult};
 use crate::link::{Driven, log_event};
@@ -118,7 +118,9 @@ impl Driven for Observed {
         self.input(now);
         self.ops.set_linked(false);
         self.iqs.clear();
-        notify::status("link lost, reconnecting");
+        if self.ops.health() != Health::Draining {
+            notify::status("link lost, reconnecting");
+        }
         self.engine.handle_disconnected(now);
     }
 
