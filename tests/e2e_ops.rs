@@ -12,7 +12,7 @@ use serde_json::json;
 use support::client::Client;
 use support::eventually;
 use support::gateway::{Gateway, Launch};
-use support::images::{avatar_png, sha1_hex};
+use support::images::{avatar_png, large_jpeg, sha1_hex};
 use support::ops::{get, sample};
 use support::server::{AnyServer, Mode, XmppServer};
 
@@ -130,6 +130,36 @@ fn systemd_is_told_ready_after_the_handshake_and_sigterm_exits_cleanly() {
     }
     assert!(rest.iter().any(|m| m.contains("STOPPING=1")), "no STOPPING=1 in {rest:?}");
     assert!(gateway.log().contains("shut down"), "{}", gateway.log());
+}
+
+#[test]
+fn an_owners_storage_set_in_flight_at_sigterm_is_answered_before_the_exit() {
+    let server = AnyServer::start(Mode::PlainVcard, &["alice"]);
+    if server.skip_unless_it_converts() {
+        return;
+    }
+    let mut gateway = Gateway::start(&server);
+    // A 2000×2000 JPEG: tens of milliseconds of decoding and encoding on a worker, and the set is acknowledged
+    // only once that is done and stored.
+    let jpeg = large_jpeg(3, 2000, 30);
+    let path = file(&server, "big.jpg", &jpeg);
+    let mut alice = Client::login(&server, "alice");
+    let set = std::thread::spawn(move || {
+        alice.ok(json!({"cmd": "storage_set", "file": path, "mimetype": "image/jpeg", "timeout": 20}))
+    });
+    // SIGTERM as soon as the set is in (the debug log shows each stanza as it is read, before it is handled).
+    let start = Instant::now();
+    while !gateway.log().contains("<query xmlns='storage:client:avatar'><data") {
+        assert!(start.elapsed() < support::PATIENCE, "the set never reached the gateway:\n{}", gateway.log());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let status = gateway.terminate();
+    let set = set.join().expect("the client thread");
+    assert_eq!(set["iq"], "result", "the set was acknowledged, not cut off: {set}\n{}", gateway.log());
+    assert!(status.success(), "exit 0, got {status}:\n{}", gateway.log());
+    // Whether the job was still running when the signal came depends on the machine; say which path ran.
+    let drained = gateway.log().contains("waiting up to");
+    eprintln!("SIGTERM {} the image job finished", if drained { "waited until" } else { "came after" });
 }
 
 #[test]

@@ -45,11 +45,13 @@ impl fmt::Display for Redacted<'_> {
 }
 
 fn elide(element: &mut Element) {
-    for text in element.texts_mut() {
-        let chars = text.chars().filter(|c| !c.is_ascii_whitespace()).count();
-        let base64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '-' | '_');
-        if chars >= ELIDE_FROM && text.chars().all(|c| base64(c) || c.is_ascii_whitespace()) {
-            *text = format!("[{chars} base64 chars]");
+    // The parser hands long text over in chunks (one text node per 8 KiB): judge and elide the element's text whole.
+    let base64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '-' | '_');
+    let chars: usize = element.texts().map(|t| t.chars().filter(|c| !c.is_ascii_whitespace()).count()).sum();
+    let only_base64 = element.texts().all(|t| t.chars().all(|c| base64(c) || c.is_ascii_whitespace()));
+    if chars >= ELIDE_FROM && only_base64 {
+        for (i, text) in element.texts_mut().enumerate() {
+            *text = if i == 0 { format!("[{chars} base64 chars]") } else { String::new() };
         }
     }
     for child in element.children_mut() {

@@ -102,9 +102,8 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut root = Registry::with_prefix("avatar_gateway");
-        let m = Self {
-            registry: Registry::default(),
+        let mut m = Self {
+            registry: Registry::with_prefix("avatar_gateway"),
             stanzas: Family::default(),
             conversions: Family::default(),
             // 1 ms to ~16 s: a local server answers in milliseconds, a remote client's iq:avatar in seconds.
@@ -123,7 +122,7 @@ impl Default for Metrics {
             clients: Family::default(),
             legacy_share: Family::default(),
         };
-        let r = &mut root;
+        let r = &mut m.registry;
         r.register("stanzas", "Stanzas through the component link", m.stanzas.clone());
         r.register("conversions", "Avatar conversion steps by source, target and outcome", m.conversions.clone());
         r.register_with_unit(
@@ -161,6 +160,6 @@ impl Default for Metrics {
             "Share of the accounts seen whose client speaks XEP-0008, per window: when it nears 0, XEP-0008 can go",
             m.legacy_share.clone(),
         );
-        Self { registry: root, ..m }
+        m
     }
 }
