@@ -119,7 +119,12 @@ pub async fn drive(config: &LinkConfig, driven: &mut impl Driven, shutdown: impl
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(500);
     loop {
-        match connect(config).await {
+        // A server that never answers the TCP connect must not hold up a shutdown for the kernel's timeout.
+        let connected = tokio::select! {
+            connected = connect(config) => connected,
+            () = shutdown.as_mut() => return info!("shut down"),
+        };
+        match connected {
             Ok(stream) => {
                 info!(component = %config.component, address = %config.address, "connected");
                 backoff = Duration::from_millis(500);
