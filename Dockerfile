@@ -7,7 +7,10 @@
 #     -v /etc/avatar-gateway/config.toml:/etc/avatar-gateway/config.toml:ro \
 #     -v /etc/avatar-gateway/secret:/run/secrets/avatar-gateway-secret:ro avatar-gateway
 #
+# The secret file must be readable by UID 10001 (chown it, or use compose/swarm secrets, which mount it so).
+#
 # Any config key can also come from the environment (-e AVATAR_GATEWAY_SERVER_ADDRESS=prosody:5347).
+# (Written without a container runtime at hand: scripts/package-check covers the .deb, nothing builds this yet.)
 
 FROM rust:1.95-trixie AS build
 WORKDIR /src
