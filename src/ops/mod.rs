@@ -35,7 +35,7 @@ pub struct Ops {
 
 struct Shared {
     metrics: Metrics,
-    seen: Mutex<Seen>,
+    sketches: Mutex<Sketches>,
     linked: AtomicBool,
     draining: AtomicBool,
     /// Only their accounts are counted as clients (anyone may send the component a presence).
@@ -45,7 +45,7 @@ struct Shared {
 
 /// Distinct accounts, as sketches: memory stays the same however many there are.
 #[derive(Default)]
-struct Seen {
+struct Sketches {
     legacy: SeenWindows,
     vcard: SeenWindows,
     any: SeenWindows,
@@ -68,7 +68,7 @@ impl Ops {
     pub fn new(hosts: Vec<BareJid>, iq_timeout: Duration) -> Self {
         let shared = Shared {
             metrics: Metrics::default(),
-            seen: Mutex::default(),
+            sketches: Mutex::default(),
             linked: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             hosts,
@@ -101,10 +101,10 @@ impl Ops {
 
     /// The metrics as OpenMetrics text, with the estimates computed for `now`.
     pub fn render(&self, now: SystemTime) -> String {
-        let unix = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let unix = unix_secs(now);
         let m = &self.shared.metrics;
         {
-            let seen = self.seen();
+            let seen = self.sketches();
             m.accounts.set(seen.since_start.estimate().round() as i64);
             for window in Window::ALL {
                 let w = window.label();
@@ -127,14 +127,14 @@ impl Ops {
         text
     }
 
-    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+    fn sketches(&self) -> std::sync::MutexGuard<'_, Sketches> {
         // Only sketch updates run under the lock, and they cannot panic: a poisoned lock holds valid sketches.
-        self.shared.seen.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shared.sketches.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// An account the engine met (it keeps its state in memory from then on).
     fn account_met(&self, account: &str) {
-        self.seen().since_start.insert(hash(account));
+        self.sketches().since_start.insert(hash(account));
     }
 
     /// An available presence from a served account: which avatar scheme its client speaks, as it says itself.
@@ -147,10 +147,10 @@ impl Ops {
             return;
         }
         let account = hash(from.to_bare().as_str());
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = unix_secs(SystemTime::now());
         let legacy = !matches!(xep0008::XAvatar::from_presence(presence), Ok(xep0008::XAvatar::Absent));
         let vcard = !matches!(vcard::Update::from_presence(presence), Ok(vcard::Update::Unknown));
-        let mut seen = self.seen();
+        let mut seen = self.sketches();
         seen.since_start.insert(account);
         seen.any.insert(account, now);
         if legacy {
@@ -160,6 +160,11 @@ impl Ops {
             seen.vcard.insert(account, now);
         }
     }
+}
+
+/// Seconds since the Unix epoch (0 for a clock set before it), the time the windows count in.
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// An account's 64-bit hash for the sketches (SipHash with fixed keys: the same account, the same hash).
