@@ -80,6 +80,7 @@ struct RawGateway {
     store: Option<PathBuf>,
     blob_budget_bytes: u64,
     iq_timeout_secs: u64,
+    max_in_flight: usize,
     refusal_retry_secs: u64,
     report_delay_secs: u64,
     server_converts: ServerConverts,
@@ -92,6 +93,9 @@ impl Default for RawGateway {
             store: None,
             blob_budget_bytes: 64 << 20,
             iq_timeout_secs: 15,
+            // Enough to keep a server on a LAN busy (answers take well under a millisecond each), few enough that
+            // a burst of accounts never waits in the server's queue long enough to time out.
+            max_in_flight: 256,
             refusal_retry_secs: 300,
             report_delay_secs: 2,
             server_converts: ServerConverts::Auto,
@@ -257,6 +261,7 @@ impl Config {
                 limits: raw.limits,
                 cache: raw.cache,
                 iq_timeout: Duration::from_secs(raw.gateway.iq_timeout_secs),
+                max_in_flight: raw.gateway.max_in_flight.max(1),
                 refusal_retry: Duration::from_secs(raw.gateway.refusal_retry_secs),
                 report_delay: Duration::from_secs(raw.gateway.report_delay_secs),
                 pep_access_model: raw.gateway.pep_access_model,

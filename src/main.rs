@@ -11,7 +11,7 @@ use avatar_gateway::migrate::live::{self, SweepPace};
 use avatar_gateway::migrate::xep0227;
 use avatar_gateway::ops::logs::{self, LogFormat};
 use avatar_gateway::ops::{Ops, http, notify};
-use avatar_gateway::store::{DryRunStore, MemoryStore, RedbStore, Store};
+use avatar_gateway::store::{DryRunStore, MemoryStore, RedbStore, Snapshot, Store};
 use avatar_gateway::wire::xep0084::AccessModel;
 use clap::{Parser, Subcommand};
 
@@ -206,7 +206,7 @@ fn migrate_live(args: &LiveArgs) -> anyhow::Result<()> {
         println!("dry run: reads only; nothing is written to the server, the store or the checkpoint");
         store = Box::new(DryRunStore::new(store, config.blob_budget_bytes));
     }
-    let engine = Engine::new(config.engine.clone(), store);
+    let engine = Engine::new(config.engine.clone(), snapshot(&*store)?);
     let options = live::run::LiveOptions {
         accounts: accounts.accounts,
         checkpoint: args.checkpoint.clone(),
@@ -216,8 +216,9 @@ fn migrate_live(args: &LiveArgs) -> anyhow::Result<()> {
         progress: std::io::stdout().is_terminal(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
-    let done =
-        runtime.block_on(live::run::run(config.link, engine, options, shutdown_signal())).context("sweep stopped")?;
+    let done = runtime
+        .block_on(live::run::run(config.link, engine, store, options, shutdown_signal()))
+        .context("sweep stopped")?;
     if done.resumed > 0 {
         println!("{} already done (checkpoint)", done.resumed);
     }
@@ -243,11 +244,16 @@ fn open_store(config: &Config) -> anyhow::Result<Box<dyn Store>> {
     })
 }
 
+/// Everything the store holds but blob bytes, for the engine to start from (it reports corrupt records).
+fn snapshot(store: &dyn Store) -> anyhow::Result<Snapshot> {
+    Snapshot::read(store).context("reading the store")
+}
+
 fn run(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = args.load()?;
     let store = open_store(&config)?;
     let ops = Ops::new(config.engine.hosts.clone(), config.engine.iq_timeout);
-    let engine = Engine::new(config.engine.clone(), store);
+    let engine = Engine::new(config.engine.clone(), snapshot(&*store)?);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
         if let Some(address) = config.ops_listen {
@@ -258,7 +264,7 @@ fn run(args: &ConfigArgs) -> anyhow::Result<()> {
             shutdown_signal().await;
             ops.begin_shutdown();
         };
-        avatar_gateway::link::run(config.link, engine, ops.clone(), shutdown).await;
+        avatar_gateway::link::run(config.link, engine, store, ops.clone(), shutdown).await;
         anyhow::Ok(())
     })?;
     // An image job abandoned by the drain still holds a blocking thread: do not wait for it.

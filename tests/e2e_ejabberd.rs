@@ -13,6 +13,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use avatar_gateway::engine::grants::Direction;
 use serde_json::{Value, json};
 use support::client::Client;
@@ -119,6 +121,14 @@ fn capability_report_has_a_line_per_direction_naming_what_the_iq_privilege_would
         // announced, and the report says so.
         assert_needs_delegation(&report, "XEP-0008 readers");
         assert_needs_delegation(&report, Direction::LegacyStorage.describe());
+        // The IQ privilege it announced does not work either: at the first privileged read (alice's presence), the
+        // admin is told which directions are off, why, and what fixes it.
+        let mut alice = Client::login(&server, "alice");
+        alice.ok(json!({"cmd": "presence"}));
+        gateway.wait_for_log("handed the privileged IQ back unprocessed", Duration::from_secs(10));
+        let log = gateway.log();
+        let told = log.lines().find(|l| l.contains("stay off") && l.contains("XEP-0084")).unwrap_or_default();
+        assert!(told.contains("upgrade to 25.03"), "{log}");
     } else {
         assert_works(&report, "XEP-0008 readers");
         assert_works(&report, Direction::LegacyStorage.describe());

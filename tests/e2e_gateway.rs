@@ -117,6 +117,32 @@ fn storage_set_by_a_legacy_owner_is_stored_and_converted() {
 }
 
 #[test]
+fn a_storage_set_answered_result_survives_kill_9() {
+    let server = AnyServer::start(Mode::PlainVcard, &["alice", "obs"]);
+    if server.skip_unless_it_converts() {
+        return;
+    }
+    let gateway = Gateway::start(&server);
+    let png = avatar_png(12);
+    let hash = sha1_hex(&png);
+    let mut alice = Client::login(&server, "alice");
+    let mut obs = Client::login(&server, "obs");
+    let set = alice.ok(json!({"cmd": "storage_set", "file": file(&server, "a.png", &png), "mimetype": "image/png"}));
+    assert_eq!(set["iq"], "result", "{set}");
+    // At once, before anything else is asked of it: a write acknowledged to the client must already be committed.
+    gateway.kill();
+
+    let gateway = Gateway::start(&server);
+    let got = eventually(
+        "the stored avatar served after the restart",
+        || obs.ok(json!({"cmd": "get_legacy", "jid": "alice@localhost", "ns": "storage:client:avatar"})),
+        |g| g["sha1"] == hash.as_str(),
+    );
+    assert_eq!(got["sha1"], hash.as_str(), "{got}");
+    gateway.assert_healthy();
+}
+
+#[test]
 fn vcard_photo_reaches_pep_and_pep_reaches_vcard_on_a_plain_server() {
     let server = AnyServer::start(Mode::PlainVcard, &["alice", "bob", "obs"]);
     if server.skip_unless_it_converts() {

@@ -16,6 +16,8 @@ use avatar_gateway::engine::account::Scheme;
 use avatar_gateway::engine::grants::{Direction, DirectionStatus, Right};
 use avatar_gateway::engine::{Event, ServerConverts};
 use avatar_gateway::image::{ImageLimits, Rendition};
+use avatar_gateway::link::store_task::StoreAnswer;
+use avatar_gateway::store::Store;
 use avatar_gateway::wire::stanza::IqType;
 use avatar_gateway::wire::{b64, ns, xml};
 use xmpp_parsers::minidom::Element;
@@ -245,18 +247,18 @@ fn legacy_presence_is_fetched_and_written_to_pep_and_vcard() {
 
     h.recv(&iq_avatar_result("gw1", PANDION, "image/jpeg", &img.b64));
     h.expect_events(vec![fetched(ALICE, Scheme::Legacy, img.hash), adopted(ALICE, Scheme::Legacy, img.hash)]);
-    // XEP-0084: data first, metadata once the data is there; the vCard is read, its PHOTO set, the rest kept.
+    // XEP-0084: data first, metadata once the data is there. The vCard read a moment ago is the one written back
+    // (one read per conversion): its PHOTO set, the rest kept.
     h.expect_sent_and_serve(&publish_data("gw4", ALICE, &png));
-    h.expect_sent_and_serve(&vcard_get("gw5", ALICE));
+    h.expect_sent_and_serve(&vcard_set("gw5", ALICE, &format!("{ALICE_VCARD_FIELDS}{}", photo(&png))));
     h.expect_sent_and_serve(&publish_metadata("gw6", ALICE, &png));
-    h.expect_sent_and_serve(&vcard_set("gw7", ALICE, &format!("{ALICE_VCARD_FIELDS}{}", photo(&png))));
-    h.expect_events(vec![wrote(ALICE, Scheme::Pep, Some(png.hash())), wrote(ALICE, Scheme::Vcard, Some(png.hash()))]);
+    h.expect_events(vec![wrote(ALICE, Scheme::Vcard, Some(png.hash())), wrote(ALICE, Scheme::Pep, Some(png.hash()))]);
     assert_eq!(
         h.server.writes(),
         vec![
             format!("{ALICE} set urn:xmpp:avatar:data {}", png.hash()),
-            format!("{ALICE} set urn:xmpp:avatar:metadata {}", png.hash()),
             format!("{ALICE} set vcard"),
+            format!("{ALICE} set urn:xmpp:avatar:metadata {}", png.hash()),
         ]
     );
     h.expect_nothing_sent();
@@ -296,12 +298,16 @@ fn legacy_presence_repeated_fetches_nothing_and_writes_nothing() {
     let mut h = bridged_from_legacy(&img);
     let writes = h.server.writes().len();
     h.recv(&presence(PANDION, &x_avatar(&img.hash)));
-    // Without server-side conversion nothing in presence tells of a PEP change, so PEP is re-read (metadata only);
-    // it holds our own publication, so nothing follows.
-    h.expect_sent_and_serve(&pep_poll("gw8", ALICE));
+    // The hash in presence is the current avatar's: nothing to do, not even a read.
     h.expect_nothing_sent();
     h.expect_no_events();
     assert_eq!(h.server.writes().len(), writes);
+    // A presence that vouches for nothing (a client without XEP-0008 or XEP-0153) tells nothing of PEP on a server
+    // that does not convert: PEP is read (metadata only); it holds our own publication, so nothing follows.
+    h.recv(&presence(DINO, ""));
+    h.expect_sent_and_serve(&pep_poll("gw7", ALICE));
+    h.expect_nothing_sent();
+    h.expect_no_events();
 }
 
 #[test]
@@ -454,15 +460,22 @@ fn storage_set_by_the_owner_is_acknowledged_then_converted() {
             img.b64
         ),
     ));
+    h.expect_events(vec![adopted(ALICE, Scheme::Legacy, img.hash)]);
+    let png = img.png();
+    assert_eq!(png.hash(), img.hash, "a small PNG is published as it is");
+    let poll = h.expect_sent(&pep_poll("gw1", ALICE));
+    let read = h.expect_sent(&vcard_get("gw2", ALICE));
+    // Acknowledged once the store reported the commit (here at once), with the adoption that followed the set.
     h.expect_sent(&delegated_reply(
         "d1",
         "<iq xmlns='jabber:client' type='result' id='s1' to='alice@localhost/coccinella'/>",
     ));
-    h.expect_events(vec![adopted(ALICE, Scheme::Legacy, img.hash)]);
-    let png = img.png();
-    assert_eq!(png.hash(), img.hash, "a small PNG is published as it is");
-    h.expect_sent_and_serve(&pep_poll("gw1", ALICE));
-    h.expect_sent_and_serve(&vcard_get("gw2", ALICE));
+    let record = h.store.load_account(ALICE).unwrap().expect("alice's record");
+    assert_eq!(record.storage, Some(img.hash));
+    assert_eq!(record.current.map(|c| c.legacy), Some(img.legacy().hash()));
+    assert!(h.store.load_blob(&img.hash).unwrap().is_some());
+    h.serve(&poll);
+    h.serve(&read);
     h.expect_sent_and_serve(&publish_data("gw3", ALICE, &png));
     h.expect_sent_and_serve(&vcard_set("gw4", ALICE, &format!("{ALICE_VCARD_FIELDS}{}", photo(&png))));
     h.expect_sent_and_serve(&publish_metadata("gw5", ALICE, &png));
@@ -478,6 +491,80 @@ fn storage_set_by_the_owner_is_acknowledged_then_converted() {
     let others = h.drive_bounded(10);
     assert_eq!(others.len(), 1);
     assert_eq!(xml::to_string(&others[0]), xml::to_string(&parse(&legacy)));
+    h.expect_nothing_sent();
+}
+
+#[test]
+fn storage_set_is_answered_only_once_committed_and_an_error_if_the_commit_failed() {
+    let mut h = Harness::prosody(ServerConverts::Yes, FakeServer::plain());
+    h.hold_syncs = true;
+    let img = Image::fixture("pixel-1x1.png");
+    let set = |id: &str| {
+        delegated(
+            id,
+            &format!(
+                "<iq xmlns='jabber:client' type='set' id='s-{id}' from='alice@localhost/coccinella'>\
+                 <query xmlns='storage:client:avatar'><data mimetype='image/png'>{}</data></query></iq>",
+                img.b64
+            ),
+        )
+    };
+    h.recv(&set("d1"));
+    let publish = h.expect_sent(&pep_poll("gw1", ALICE));
+    h.expect_nothing_sent();
+    h.release_sync();
+    h.expect_sent(&delegated_reply(
+        "d1",
+        "<iq xmlns='jabber:client' type='result' id='s-d1' to='alice@localhost/coccinella'/>",
+    ));
+    h.serve(&publish);
+    h.drive_bounded(10);
+
+    // The store could not commit: the owner is told, never `result`.
+    h.recv(&set("d2"));
+    h.expect_nothing_sent();
+    let Some(StoreAnswer::Stored(id, Ok(()))) = h.held_syncs.pop_front() else { panic!("a held sync") };
+    h.engine.handle_stored(h.now, id, Err("disk full".into()));
+    h.expect_sent(&delegated_reply(
+        "d2",
+        "<iq xmlns='jabber:client' type='error' id='s-d2' to='alice@localhost/coccinella'>\
+         <error type='wait'><internal-server-error xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+    ));
+    h.expect_nothing_sent();
+}
+
+#[test]
+fn after_a_restart_readers_are_served_from_the_store_and_nothing_is_fetched_or_written_again() {
+    let mut h = Harness::prosody(ServerConverts::No, FakeServer::plain());
+    h.server.set_vcard(ALICE, &alice_vcard(""));
+    let img = Image::fixture("avatar-96x96-alpha.png");
+    h.recv(&delegated(
+        "d1",
+        &format!(
+            "<iq xmlns='jabber:client' type='set' id='s1' from='alice@localhost/coccinella'>\
+             <query xmlns='storage:client:avatar'><data mimetype='image/png'>{}</data></query></iq>",
+            img.b64
+        ),
+    ));
+    h.drive_bounded(10);
+    let writes = h.server.writes().len();
+    h.take_events();
+
+    h.restart();
+    h.connect_prosody();
+    h.server.account(ALICE).subscribers.push(BOB.into());
+    h.recv(&delegated(
+        "d2",
+        "<iq xmlns='jabber:client' type='get' id='r1' from='bob@localhost/pc' to='alice@localhost'><query xmlns='storage:client:avatar'/></iq>",
+    ));
+    // The legacy rendition comes back from the store (the cache is empty after the restart), validated again.
+    let others = h.drive_bounded(10);
+    assert_eq!(others.len(), 1);
+    let legacy = good_legacy_reply(&img, "d2", "r1", "storage:client:avatar");
+    assert_eq!(xml::to_string(&others[0]), xml::to_string(&parse(&legacy)));
+    assert_eq!(h.server.writes().len(), writes, "nothing written again");
+    let events = h.take_events();
+    assert!(!events.iter().any(|e| matches!(e, Event::Fetched { .. } | Event::Adopted { .. })), "{events:?}");
     h.expect_nothing_sent();
 }
 
@@ -662,10 +749,42 @@ fn pep_to_vcard_on_a_plain_server() {
     h.expect_sent_and_serve(&vcard_get("gw2", ALICE));
     h.expect_sent_and_serve(&pep_data_get("gw3", ALICE, &img.hash));
     h.expect_events(vec![fetched(ALICE, Scheme::Pep, img.hash), adopted(ALICE, Scheme::Pep, img.hash)]);
-    h.expect_sent_and_serve(&vcard_get("gw4", ALICE));
-    h.expect_sent_and_serve(&vcard_set("gw5", ALICE, &format!("{ALICE_VCARD_FIELDS}{}", photo(&png))));
+    // The vCard just read (gw2) is the one written back: one read per conversion.
+    h.expect_sent_and_serve(&vcard_set("gw4", ALICE, &format!("{ALICE_VCARD_FIELDS}{}", photo(&png))));
     h.expect_events(vec![wrote(ALICE, Scheme::Vcard, Some(png.hash()))]);
     assert_eq!(h.server.writes(), vec![format!("{ALICE} set vcard")]);
+    h.expect_nothing_sent();
+}
+
+#[test]
+fn a_vcard_read_seconds_before_the_write_is_read_again() {
+    // The owner may have changed another field meanwhile: a vCard is set back whole, so it must be fresh.
+    let mut h = Harness::prosody(ServerConverts::No, FakeServer::plain());
+    h.server.set_vcard(ALICE, &alice_vcard(""));
+    let img = Image::fixture("avatar-96x96-alpha.png");
+    let png = img.png();
+    h.server.put_item(
+        ALICE,
+        ns::AVATAR_DATA,
+        &img.hash.to_string(),
+        &format!("<data xmlns='urn:xmpp:avatar:data'>{}</data>", img.b64),
+    );
+    h.server.put_item(ALICE, ns::AVATAR_METADATA, &img.hash.to_string(), &metadata_of(&png));
+    h.recv(&presence(DINO, ""));
+    h.expect_sent_and_serve(&pep_poll("gw1", ALICE));
+    h.expect_sent_and_serve(&vcard_get("gw2", ALICE));
+    let data = h.expect_sent(&pep_data_get("gw3", ALICE, &img.hash));
+    h.advance(Duration::from_secs(6));
+    h.server.set_vcard(ALICE, &alice_vcard("<TITLE>changed meanwhile</TITLE>"));
+    h.serve(&data);
+    h.expect_events(vec![fetched(ALICE, Scheme::Pep, img.hash), adopted(ALICE, Scheme::Pep, img.hash)]);
+    h.expect_sent_and_serve(&vcard_get("gw4", ALICE));
+    h.expect_sent_and_serve(&vcard_set(
+        "gw5",
+        ALICE,
+        &format!("{ALICE_VCARD_FIELDS}<TITLE>changed meanwhile</TITLE>{}", photo(&png)),
+    ));
+    h.expect_events(vec![wrote(ALICE, Scheme::Vcard, Some(png.hash()))]);
     h.expect_nothing_sent();
 }
 
@@ -740,10 +859,10 @@ fn legacy_avatar_disabled_empties_pep_and_removes_the_vcard_photo() {
     let mut h = bridged_from_legacy(&img);
     h.recv(&presence(PANDION, "<x xmlns='jabber:x:avatar'/>"));
     h.expect_events(vec![Event::Removed { account: ALICE.into(), scheme: Scheme::Legacy }]);
-    h.expect_sent_and_serve(&publish_no_avatar("gw8", ALICE));
-    h.expect_sent_and_serve(&vcard_get("gw9", ALICE));
-    h.expect_sent_and_serve(&pep_poll("gw10", ALICE));
-    h.expect_sent_and_serve(&vcard_set("gw11", ALICE, ALICE_VCARD_FIELDS));
+    h.expect_sent_and_serve(&publish_no_avatar("gw7", ALICE));
+    h.expect_sent_and_serve(&vcard_get("gw8", ALICE));
+    h.expect_sent_and_serve(&pep_poll("gw9", ALICE));
+    h.expect_sent_and_serve(&vcard_set("gw10", ALICE, ALICE_VCARD_FIELDS));
     h.expect_events(vec![wrote(ALICE, Scheme::Pep, None), wrote(ALICE, Scheme::Vcard, None)]);
     assert_eq!(h.server.vcard(ALICE), Some(xml::to_string(&parse(&alice_vcard("")))));
     // The same "no avatar" again is no news.
@@ -1079,8 +1198,8 @@ fn vcard_photo_removed_empties_pep() {
 /// and nothing else.
 fn expect_pep_removal_clears_the_vcard(h: &mut Harness) {
     h.expect_events(vec![Event::Removed { account: ALICE.into(), scheme: Scheme::Pep }]);
-    h.expect_sent_and_serve(&vcard_get("gw6", ALICE));
-    h.expect_sent_and_serve(&vcard_set("gw7", ALICE, ALICE_VCARD_FIELDS));
+    h.expect_sent_and_serve(&vcard_get("gw5", ALICE));
+    h.expect_sent_and_serve(&vcard_set("gw6", ALICE, ALICE_VCARD_FIELDS));
     h.expect_events(vec![wrote(ALICE, Scheme::Vcard, None)]);
     h.expect_nothing_sent();
 }

@@ -4,8 +4,13 @@
 mod common;
 mod engine_support;
 
+use std::time::Duration;
+
+use avatar_gateway::avatar::AvatarHash;
 use avatar_gateway::engine::account::Scheme;
+use avatar_gateway::engine::grants::Right;
 use avatar_gateway::engine::{Event, ServerConverts};
+use avatar_gateway::wire::stanza::IqType;
 use avatar_gateway::wire::{ns, xml};
 use engine_support::*;
 
@@ -47,13 +52,10 @@ fn a_privileged_iq_the_server_refuses_is_told_once_and_not_sent_again() {
     ));
     h.serve(&parse(&vcard_get("gw2", ALICE)));
     let events = h.take_events();
-    assert!(matches!(&events[0], Event::Refused { reason, .. } if reason.contains("forbidden")), "{events:?}");
-    // The next presence does not ask again; it is told once as not granted.
+    assert_eq!(events[0], refused_right("it answered forbidden"), "{events:?}");
+    assert!(matches!(&events[1], Event::Refused { reason, .. } if reason.contains("forbidden")), "{events:?}");
+    // The next presences do not ask again, and the refusal was told once.
     h.recv(&presence(PANDION, ""));
-    h.expect_events(vec![Event::NotGranted {
-        account: ALICE.into(),
-        what: "get http://jabber.org/protocol/pubsub".into(),
-    }]);
     h.recv(&presence(PANDION, ""));
     h.expect_no_events();
     h.expect_nothing_sent();
@@ -181,17 +183,53 @@ fn a_privileged_iq_handed_back_unprocessed_is_a_refusal_not_a_request() {
     ));
     h.expect_nothing_sent();
     let events = h.take_events();
-    assert!(
-        matches!(&events[..], [Event::Refused { reason, .. }] if reason.contains("handed the privileged IQ back")),
-        "{events:?}"
-    );
+    let bounced = "the server handed the privileged IQ back unprocessed (ejabberd 24.10 to 25.02 do: upgrade to 25.03)";
+    assert_eq!(events[0], refused_right(bounced), "{events:?}");
+    assert!(matches!(&events[1..], [Event::Refused { reason, .. }] if reason.ends_with(bounced)), "{events:?}");
     // Not asked again for the retry period; told once.
     h.serve(&parse(&vcard_get("gw2", ALICE)));
     h.take_events();
     h.recv(&presence(PANDION, ""));
-    h.expect_events(vec![Event::NotGranted {
-        account: ALICE.into(),
-        what: "get http://jabber.org/protocol/pubsub".into(),
-    }]);
+    h.expect_no_events();
     h.expect_nothing_sent();
+}
+
+/// The report of a refused PEP read: the directions that need it are off for the retry period.
+fn refused_right(reason: &str) -> Event {
+    Event::RightRefused {
+        host: DOMAIN.into(),
+        right: Right::Iq(ns::PUBSUB, IqType::Get),
+        reason: reason.into(),
+        retry_in: REFUSAL_RETRY,
+    }
+}
+
+#[test]
+fn requests_beyond_the_in_flight_limit_wait_their_turn_and_time_out_only_once_sent() {
+    let mut config = config(ServerConverts::Yes);
+    config.max_in_flight = 2;
+    let mut h = Harness::with_config(config, FakeServer::converting());
+    h.connect_prosody();
+    let hash = AvatarHash::of(b"alice's");
+    let bob = "bob@localhost/pandion";
+    h.recv(&presence(PANDION, &x_avatar(&hash)));
+    h.expect_sent(&iq_avatar_get("gw1", PANDION));
+    let alice_poll = h.expect_sent(&pep_poll("gw2", ALICE));
+    // Bob's two requests are remembered (not asked twice) but wait: two are in flight already.
+    h.recv(&presence(bob, &x_avatar(&AvatarHash::of(b"bob's"))));
+    h.recv(&presence(bob, &x_avatar(&AvatarHash::of(b"bob's"))));
+    h.expect_nothing_sent();
+    h.advance(Duration::from_secs(8));
+    h.serve(&alice_poll);
+    h.expect_sent(&iq_avatar_get("gw3", bob));
+    h.expect_nothing_sent();
+    // Alice's client never answers: its fetch times out at 10 s and frees the slot for Bob's poll.
+    h.advance(Duration::from_secs(2));
+    assert!(h.take_events().iter().any(|e| matches!(e, Event::Refused { account, .. } if account == ALICE)));
+    h.expect_sent(&pep_poll("gw4", "bob@localhost"));
+    // Bob's fetch was sent at 8 s: it has until 18 s.
+    h.advance(Duration::from_secs(7));
+    h.expect_no_events();
+    h.advance(Duration::from_secs(1));
+    assert!(h.take_events().iter().any(|e| matches!(e, Event::Refused { account, .. } if account == "bob@localhost")));
 }

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use avatar_gateway::engine::account::Scheme;
 use avatar_gateway::engine::{Engine, ServerConverts, SweepOutcome};
+use avatar_gateway::link::store_task::{StoreAnswer, carry_out};
 use avatar_gateway::migrate::live::{Sweep, SweepPace};
-use avatar_gateway::store::MemoryStore;
+use avatar_gateway::store::{MemoryStore, Snapshot};
 use avatar_gateway::wire::ns;
 use xmpp_parsers::jid::BareJid;
 
@@ -21,6 +22,7 @@ const SETTLE: Duration = Duration::from_secs(2);
 struct Sim {
     sweep: Sweep,
     server: FakeServer,
+    store: MemoryStore,
     now: Instant,
     started: Vec<(String, Duration)>,
     finished: Vec<(String, SweepOutcome)>,
@@ -29,10 +31,26 @@ struct Sim {
 
 impl Sim {
     fn new(accounts: &[&str], pace: SweepPace, server: FakeServer) -> Self {
-        let engine = Engine::new(config(ServerConverts::No), Box::new(MemoryStore::new(64 << 20)));
+        let engine = Engine::new(config(ServerConverts::No), Snapshot::default());
         let jids: Vec<BareJid> = accounts.iter().map(|a| a.parse().unwrap()).collect();
         let now = Instant::now();
-        Self { sweep: Sweep::new(engine, jids, pace), server, now, started: vec![], finished: vec![], t0: now }
+        let store = MemoryStore::new(64 << 20);
+        Self { sweep: Sweep::new(engine, jids, pace), server, store, now, started: vec![], finished: vec![], t0: now }
+    }
+
+    /// Image jobs run at once, as a shell with a free worker would; store requests are carried out at once.
+    fn work(&mut self) {
+        while let Some(job) = self.sweep.poll_transcode() {
+            self.sweep.handle_transcoded(self.now, job.run());
+        }
+        let group: Vec<_> = std::iter::from_fn(|| self.sweep.poll_store()).collect();
+        for answer in carry_out(&mut self.store, group) {
+            match answer {
+                StoreAnswer::Stored(id, outcome) => self.sweep.handle_stored(self.now, id, outcome),
+                StoreAnswer::Loaded(hash, bytes) => self.sweep.handle_loaded(self.now, hash, bytes),
+                StoreAnswer::Failed(e) => panic!("the test store failed: {e}"),
+            }
+        }
     }
 
     fn connect(&mut self) {
@@ -66,10 +84,7 @@ impl Sim {
     }
 
     fn serve_all(&mut self) {
-        // Image jobs run at once, as a shell with a free worker would.
-        while let Some(job) = self.sweep.poll_transcode() {
-            self.sweep.handle_transcoded(self.now, job.run());
-        }
+        self.work();
         while let Some(sent) = self.sweep.poll_transmit() {
             let to = sent.attr("to").unwrap_or_default().to_owned();
             let poll =
@@ -82,9 +97,7 @@ impl Sim {
             for reply in self.server.answer(&sent) {
                 self.sweep.handle_stanza(self.now, reply);
             }
-            while let Some(job) = self.sweep.poll_transcode() {
-                self.sweep.handle_transcoded(self.now, job.run());
-            }
+            self.work();
         }
     }
 }

@@ -90,9 +90,12 @@ pub struct Account {
     /// Whether the server converts vCard ↔ PEP itself (XEP-0398); `None` until known.
     pub server_converts: Option<bool>,
     /// The owner's own `storage:client:avatar` data (XEP-0008), which the gateway alone holds.
-    pub storage: Option<AvatarHash>,
+    storage: Option<AvatarHash>,
     /// The scheme whose deliberate "no avatar" is still to be propagated (until a new avatar is adopted).
     cleared: Option<Scheme>,
+    /// Whether what the store keeps of it (`seen`, `current`, `storage`) changed since [`Account::take_changed`]:
+    /// an unchanged presence then costs no write.
+    changed: bool,
 }
 
 impl Account {
@@ -113,6 +116,7 @@ impl Account {
     /// deliberate signal from the owner).
     pub fn observe(&mut self, scheme: Scheme, state: Seen) -> Verdict {
         let previous = std::mem::replace(&mut self.seen[scheme.index()], state);
+        self.changed |= previous != state;
         match state {
             Seen::Unknown => Verdict::Unchanged,
             Seen::Avatar(hash) => {
@@ -133,6 +137,7 @@ impl Account {
                 {
                     self.current = None;
                     self.cleared = Some(scheme);
+                    self.changed = true;
                     Verdict::Removed
                 }
                 _ => Verdict::Unchanged,
@@ -142,8 +147,25 @@ impl Account {
 
     /// Makes a validated avatar the current one.
     pub fn adopt(&mut self, current: Current) {
+        self.changed |= self.current != Some(current);
         self.current = Some(current);
         self.cleared = None;
+    }
+
+    /// The owner's own `storage:client:avatar` data (XEP-0008), which the gateway alone holds.
+    pub fn storage(&self) -> Option<AvatarHash> {
+        self.storage
+    }
+
+    /// Records the owner's `storage:client:avatar` data (`None`: cleared).
+    pub fn set_storage(&mut self, storage: Option<AvatarHash>) {
+        self.changed |= self.storage != storage;
+        self.storage = storage;
+    }
+
+    /// Whether the stored part changed since the last call (and forgets that it did).
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
     }
 
     /// The scheme that last deliberately removed the avatar, while no new one has been adopted.
@@ -154,17 +176,18 @@ impl Account {
     /// Forgets what `scheme` was seen to hold after its candidate was refused, so the same hash is judged
     /// afresh (and fetched again once its negative-cache entry expires).
     pub fn forget(&mut self, scheme: Scheme) {
-        self.seen[scheme.index()] = Seen::Unknown;
+        self.wrote(scheme, Seen::Unknown);
     }
 
     /// Records that the gateway itself wrote `state` into `scheme`, so that reading it back is no news.
     pub fn wrote(&mut self, scheme: Scheme, state: Seen) {
-        self.seen[scheme.index()] = state;
+        let previous = std::mem::replace(&mut self.seen[scheme.index()], state);
+        self.changed |= previous != state;
     }
 
-    /// Restores state loaded from the store.
+    /// Restores state loaded from the store (unchanged: the store holds exactly this).
     pub fn restore(seen: [Seen; 3], current: Option<Current>, storage: Option<AvatarHash>) -> Self {
-        Self { seen, current, server_converts: None, storage, cleared: None }
+        Self { seen, current, server_converts: None, storage, cleared: None, changed: false }
     }
 
     /// The per-scheme states, for persisting.

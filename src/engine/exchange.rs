@@ -69,12 +69,13 @@ pub(super) struct Waiter {
 /// An outstanding request.
 #[derive(Debug)]
 pub(super) struct Pending {
-    pub(super) deadline: Instant,
     pub(super) exchange: Exchange,
     /// The address asked (normalised): only a reply from it answers this exchange (ids are guessable).
     pub(super) asked: String,
     /// The privilege it was sent under (`None`: a plain request).
     pub(super) privilege: Option<(&'static str, IqType)>,
+    /// Sent (not queued behind the limit of requests in flight).
+    pub(super) sent: bool,
 }
 
 /// A XEP-0008 reader's delegated get, waiting for the account's avatar to be known.
@@ -108,9 +109,9 @@ impl Engine {
         if let (PrivilegedReply::Refused(condition), Some((namespace, kind))) = (&answer, privilege) {
             // The server would not carry a privileged IQ out (a grant withdrawn or never honoured): stop asking
             // it for this right until the next connection, and say so once.
-            if matches!(condition.as_deref(), Some("forbidden" | "not-allowed" | "service-unavailable")) {
-                let until = now + self.config.refusal_retry;
-                self.grants.refuse(exchange.account().domain().as_str(), namespace, kind, until);
+            if let Some(refusal @ ("forbidden" | "not-allowed" | "service-unavailable")) = condition.as_deref() {
+                let reason = format!("it answered {refusal}");
+                self.refuse_right(now, exchange.account(), namespace, kind, &reason);
             }
             answer = PrivilegedReply::Error(condition.clone());
         }
@@ -195,7 +196,11 @@ impl Engine {
                 }
             }
             Exchange::VcardRead { account, public } => {
-                match payload.map(vcard::VCard::parse).map(|v| v.and_then(|v| v.photo())) {
+                let parsed = payload.map(vcard::VCard::parse);
+                if let (Some(Ok(v)), false) = (&parsed, public) {
+                    self.recent_vcards.put(account.clone(), (v.clone(), now));
+                }
+                match parsed.map(|v| v.and_then(|v| v.photo())) {
                     Some(Ok(vcard::Photo::Binval { bytes, .. })) => {
                         let hash = AvatarHash::of(&bytes);
                         self.observe_with_bytes(now, &account, Scheme::Vcard, hash, bytes);
@@ -235,6 +240,7 @@ impl Engine {
                 self.observe(now, &account, Scheme::Pep, Seen::NoAvatar, None)
             }
             Exchange::VcardRead { account, public: false } if condition == "item-not-found" => {
+                self.recent_vcards.put(account.clone(), (vcard::VCard::empty(), now));
                 self.observe(now, &account, Scheme::Vcard, Seen::NoAvatar, None)
             }
             Exchange::VcardWrite { account, png } if condition == "item-not-found" => {

@@ -10,6 +10,7 @@
 //! then written to the schemes that lack it ([`plan`]); XEP-0008 readers are answered from the current avatar.
 
 pub mod account;
+mod durable;
 mod exchange;
 pub mod grants;
 mod opening;
@@ -27,13 +28,15 @@ use xmpp_parsers::minidom::Element;
 
 use crate::avatar::AvatarHash;
 use crate::cache::{AvatarCache, CacheLimits};
-use crate::image::{ImageLimits, Rendition, Transcoded};
-use crate::store::{Store, StoredAccount};
+use crate::image::{ImageLimits, Transcoded};
+use crate::store::Snapshot;
 use crate::wire::component::{self, Privileges};
 use crate::wire::stanza::{Condition, Iq, IqType, iq};
 use crate::wire::xep0084::AccessModel;
 use crate::wire::{ns, vcard, xep0008, xep0084};
 use account::{Account, Scheme, Seen, Verdict};
+use durable::{Durable, Held, Resume};
+pub use durable::{StoreRequest, SyncId};
 use exchange::{Exchange, Pending, Reader, Waiter};
 use grants::{DirectionStatus, Grants};
 use opening::Opening;
@@ -71,6 +74,8 @@ pub struct EngineConfig {
     pub cache: CacheLimits,
     /// How long to wait for any reply.
     pub iq_timeout: Duration,
+    /// Requests in flight to the server at most; the others wait their turn (their timeout runs once sent).
+    pub max_in_flight: usize,
     /// How long a privileged IQ the server refused (although it announced the right) is not sent again.
     pub refusal_retry: Duration,
     /// How long after connecting to report the granted capabilities (the server announces them one by one).
@@ -169,6 +174,18 @@ pub enum Event {
         /// "Prosody 0.12.3", "ejabberd 23.01", or why it is unknown.
         software: String,
     },
+    /// The server refused a right it had granted: what needs it is off until `retry_in` has passed (told once per
+    /// host and right per connection).
+    RightRefused {
+        /// The host.
+        host: String,
+        /// The right.
+        right: grants::Right,
+        /// Why (the server's answer).
+        reason: String,
+        /// When it is asked again.
+        retry_in: Duration,
+    },
     /// A swept account has nothing outstanding any more ([`Engine::sweep`]).
     Swept {
         /// Account.
@@ -234,7 +251,8 @@ pub struct Engine {
     grants: Grants,
     accounts: HashMap<BareJid, Account>,
     cache: AvatarCache,
-    store: Box<dyn Store>,
+    /// Store requests for the shell, and what waits on them.
+    durable: Durable,
     pending: Outstanding,
     readers: HashMap<BareJid, Vec<Reader>>,
     outbox: VecDeque<Element>,
@@ -255,22 +273,31 @@ pub struct Engine {
     sweeps: HashMap<BareJid, SweepLog>,
     /// Dry run: ids of sets taken as done at the end of the current input.
     dry_done: VecDeque<String>,
+    /// The last privileged vCard read of each account and when it arrived, for the write that follows it.
+    recent_vcards: lru::LruCache<BareJid, (vcard::VCard, Instant)>,
 }
 
 impl Engine {
-    /// A new engine over `store` (accounts are loaded from it as they are met).
-    pub fn new(config: EngineConfig, store: Box<dyn Store>) -> Self {
+    /// A new engine that starts from what the store held (every account is kept in memory from then on; blobs
+    /// are read back through the shell when needed).
+    pub fn new(config: EngineConfig, snapshot: Snapshot) -> Self {
         let cache = AvatarCache::new(config.cache.clone());
+        let mut events = VecDeque::new();
+        let durable = Durable::new(snapshot.blobs.iter().copied());
+        let mut accounts = durable::restore(snapshot, &mut events);
+        let server_converts = Self::server_converts(&config);
+        let pending = Outstanding::new(config.max_in_flight, config.iq_timeout);
+        accounts.values_mut().for_each(|a| a.server_converts = server_converts);
         Self {
             config,
             grants: Grants::default(),
-            accounts: HashMap::new(),
+            accounts,
             cache,
-            store,
-            pending: Outstanding::default(),
+            durable,
+            pending,
             readers: HashMap::new(),
             outbox: VecDeque::new(),
-            events: VecDeque::new(),
+            events,
             next_id: 0,
             report_at: None,
             opening: Opening::default(),
@@ -280,6 +307,7 @@ impl Engine {
             noted: lru::LruCache::new(std::num::NonZeroUsize::new(NOTED_SENDERS).expect("non-zero")),
             sweeps: HashMap::new(),
             dry_done: VecDeque::new(),
+            recent_vcards: lru::LruCache::new(std::num::NonZeroUsize::new(plan::RECENT_VCARDS).expect("non-zero")),
         }
     }
 
@@ -325,6 +353,7 @@ impl Engine {
         // Cut short: the caller sweeps them again on the next connection.
         self.sweeps.clear();
         self.readers.clear();
+        self.durable.disconnected();
         self.report_at = None;
         self.opening = Opening::default();
     }
@@ -378,6 +407,9 @@ impl Engine {
 
     /// Work that waits for the end of an input: dry-run sets taken as done, then sweeps that have settled.
     fn after_input(&mut self, now: Instant) {
+        self.durable.input_done();
+        let released = self.pending.release(now);
+        self.outbox.extend(released);
         while let Some(id) = self.dry_done.pop_front() {
             if let Some(p) = self.pending.remove(&id) {
                 self.privileged_result(now, p.exchange, None);
@@ -515,9 +547,11 @@ impl Engine {
         }
         let account = from.to_bare();
         self.ensure_converts_known(now, &account);
+        let mut vouched = false;
         match xep0008::XAvatar::from_presence(presence) {
             Ok(xep0008::XAvatar::Hash(hash)) => {
-                self.observe(now, &account, Scheme::Legacy, Seen::Avatar(hash), Some(&from))
+                self.observe(now, &account, Scheme::Legacy, Seen::Avatar(hash), Some(&from));
+                vouched = self.accounts.get(&account).and_then(Account::current).is_some_and(|c| c.names(hash));
             }
             Ok(xep0008::XAvatar::Disabled) => self.observe(now, &account, Scheme::Legacy, Seen::NoAvatar, None),
             Ok(xep0008::XAvatar::Absent) => {}
@@ -534,7 +568,7 @@ impl Engine {
                 None
             }
         };
-        self.refresh(now, &account, hint);
+        self.refresh(now, &account, hint, vouched);
     }
 
     fn handle_iq(&mut self, now: Instant, stanza: &Element) {
@@ -590,13 +624,31 @@ impl Engine {
     /// The server handed a privileged IQ back to the gateway instead of carrying it out (ejabberd 24.10 to 25.02:
     /// fixed in 25.03). The right is as good as refused: not asked again for `refusal_retry`, told once.
     fn privileged_bounced(&mut self, now: Instant, pending: Pending) {
-        if let Some((namespace, kind)) = pending.privilege {
-            let until = now + self.config.refusal_retry;
-            self.grants.refuse(pending.exchange.account().domain().as_str(), namespace, kind, until);
-        }
         let reason =
             "the server handed the privileged IQ back unprocessed (ejabberd 24.10 to 25.02 do: upgrade to 25.03)";
+        if let Some((namespace, kind)) = pending.privilege {
+            self.refuse_right(now, pending.exchange.account(), namespace, kind, reason);
+        }
         self.exchange_failed(now, pending.exchange, reason);
+    }
+
+    /// The server would not carry out a privileged IQ it had granted: that right is off for `refusal_retry`, and
+    /// the operator is told which directions it stops (once per host and right per connection).
+    pub(super) fn refuse_right(
+        &mut self,
+        now: Instant,
+        account: &BareJid,
+        namespace: &'static str,
+        kind: IqType,
+        reason: &str,
+    ) {
+        let host = account.domain().as_str();
+        self.grants.refuse(host, namespace, kind, now + self.config.refusal_retry);
+        if self.grants.first_miss(host, namespace, kind) {
+            let (host, right) = (host.to_owned(), grants::Right::Iq(namespace, kind));
+            let (reason, retry_in) = (reason.to_owned(), self.config.refusal_retry);
+            self.events.push_back(Event::RightRefused { host, right, reason, retry_in });
+        }
     }
 
     /// Answers disco#info: for a delegation node, the namespace (so the server activates it); otherwise who we are.
@@ -629,11 +681,11 @@ impl Engine {
     /// Sends a request from the component and remembers what it was for.
     fn request(&mut self, now: Instant, kind: IqType, to: &str, payload: Element, exchange: Exchange) {
         let id = self.id();
-        let stanza = self.remembered_request(now, id, kind, to, payload, exchange);
-        self.outbox.push_back(stanza);
+        let (stanza, pending) = self.plain_request(&id, kind, to, payload, exchange);
+        self.outbox.extend(self.pending.ask(now, id, pending, Some(stanza)));
     }
 
-    /// A plain request with id `id`, remembered as outstanding; the caller sends it.
+    /// A plain request with id `id`, remembered as in flight (not paced); the caller sends it.
     fn remembered_request(
         &mut self,
         now: Instant,
@@ -643,12 +695,23 @@ impl Engine {
         payload: Element,
         exchange: Exchange,
     ) -> Element {
-        let component = self.config.component.clone();
-        let stanza = iq(ns::COMPONENT, kind, &id, Some(&component), Some(to), Some(payload));
-        let asked = Jid::new(to).map_or_else(|_| to.to_owned(), |j| j.to_string());
-        let deadline = now + self.config.iq_timeout;
-        self.pending.insert(id, Pending { deadline, exchange, asked, privilege: None });
+        let (stanza, pending) = self.plain_request(&id, kind, to, payload, exchange);
+        self.pending.ask(now, id, pending, None);
         stanza
+    }
+
+    fn plain_request(
+        &self,
+        id: &str,
+        kind: IqType,
+        to: &str,
+        payload: Element,
+        exchange: Exchange,
+    ) -> (Element, Pending) {
+        let component = &self.config.component;
+        let stanza = iq(ns::COMPONENT, kind, id, Some(component), Some(to), Some(payload));
+        let asked = Jid::new(to).map_or_else(|_| to.to_owned(), |j| j.to_string());
+        (stanza, Pending { exchange, asked, privilege: None, sent: false })
     }
 
     /// Sends a XEP-0356 privileged IQ on the account's behalf, about its own data, if that right was granted; says
@@ -688,14 +751,14 @@ impl Engine {
             return false;
         }
         let id = self.id();
-        if self.config.dry_run && kind == IqType::Set {
+        let stanza = if self.config.dry_run && kind == IqType::Set {
             self.dry_done.push_back(id.clone());
+            None
         } else {
-            let component = self.config.component.clone();
-            self.outbox.push_back(component::privileged_iq(&id, &component, managed, target, kind, payload));
-        }
-        let (asked, deadline) = (managed.to_string(), now + self.config.iq_timeout);
-        self.pending.insert(id, Pending { deadline, exchange, asked, privilege: Some((namespace, kind)) });
+            Some(component::privileged_iq(&id, &self.config.component, managed, target, kind, payload))
+        };
+        let pending = Pending { exchange, asked: managed.to_string(), privilege: Some((namespace, kind)), sent: false };
+        self.outbox.extend(self.pending.ask(now, id, pending, stanza));
         true
     }
 
@@ -704,32 +767,22 @@ impl Engine {
         self.pending.any_for(account, matches)
     }
 
-    fn account(&mut self, jid: &BareJid) -> &mut Account {
-        if !self.accounts.contains_key(jid) {
-            let stored = match self.store.load_account(jid.as_str()) {
-                Ok(s) => s.unwrap_or_default(),
-                Err(e) => {
-                    self.events.push_back(Event::StoreFailed(e.to_string()));
-                    StoredAccount::default()
-                }
-            };
-            let mut account = Account::restore(stored.seen, stored.current, stored.storage);
-            account.server_converts = match self.config.server_converts {
-                ServerConverts::Yes => Some(true),
-                ServerConverts::No => Some(false),
-                ServerConverts::Auto => None,
-            };
-            self.accounts.insert(jid.clone(), account);
+    /// What the configuration says of server-side conversion before any account was asked.
+    fn server_converts(config: &EngineConfig) -> Option<bool> {
+        match config.server_converts {
+            ServerConverts::Yes => Some(true),
+            ServerConverts::No => Some(false),
+            ServerConverts::Auto => None,
         }
-        self.accounts.get_mut(jid).expect("inserted above")
     }
 
-    fn persist(&mut self, jid: &BareJid) {
-        let Some(a) = self.accounts.get(jid) else { return };
-        let state = StoredAccount { seen: a.seen_all(), current: a.current().copied(), storage: a.storage };
-        if let Err(e) = self.store.save_account(jid.as_str(), &state) {
-            self.events.push_back(Event::StoreFailed(e.to_string()));
-        }
+    fn account(&mut self, jid: &BareJid) -> &mut Account {
+        let server_converts = Self::server_converts(&self.config);
+        self.accounts.entry(jid.clone()).or_insert_with(|| {
+            let mut account = Account::default();
+            account.server_converts = server_converts;
+            account
+        })
     }
 
     fn refuse(&mut self, account: &BareJid, scheme: Scheme, reason: String) {
@@ -755,18 +808,6 @@ impl Engine {
         }
     }
 
-    /// The bytes of `hash`, from the cache or the store, re-validated when they come from disk.
-    fn rendition(&mut self, hash: &AvatarHash) -> Option<Rendition> {
-        if let Some(r) = self.cache.get(hash) {
-            return Some(r);
-        }
-        // Only validated bytes are ever stored: reading them back checks the hash and the header, no pixels.
-        let bytes = self.store.load_blob(hash).ok().flatten()?;
-        let r = Rendition::from_stored(bytes, *hash).ok()?;
-        self.cache.insert(r.clone());
-        Some(r)
-    }
-
     /// Feeds one authoritative observation to the account and acts on the verdict.
     fn observe(&mut self, now: Instant, account: &BareJid, scheme: Scheme, state: Seen, legacy_from: Option<&Jid>) {
         let verdict = self.account(account).observe(scheme, state);
@@ -789,9 +830,13 @@ impl Engine {
     /// A new hash for the account: known bytes are adopted at once; a hash that failed for this account waits out
     /// its negative TTL; anything else is fetched.
     fn candidate(&mut self, now: Instant, account: &BareJid, scheme: Scheme, hash: AvatarHash, from: Option<&Jid>) {
-        if let Some(r) = self.rendition(&hash) {
-            self.adopt_held(now, account, scheme, r);
-        } else if let Some(reason) = self.cache.failure(account, &hash, now) {
+        let waiter = Waiter { account: account.clone(), scheme, legacy_from: from.cloned(), hash };
+        match self.rendition(&hash, Resume::Candidate(waiter)) {
+            Held::Ready(r) => return self.adopt_held(now, account, scheme, r),
+            Held::Loading => return,
+            Held::Missing => {}
+        }
+        if let Some(reason) = self.cache.failure(account, &hash, now) {
             let reason = format!("{hash} failed before ({reason}); not fetched again yet");
             self.reject(account, scheme, reason);
         } else {

@@ -1,36 +1,103 @@
-//! The requests the engine has sent and not seen answered, indexed so that the questions it asks about them on
+//! The requests the engine has asked and not seen answered, indexed so that the questions it asks about them on
 //! every stanza ("is this account's vCard being read?", "is this hash being fetched?", "what times out next?") cost
 //! the same however many are outstanding. A gateway (re)connecting beside a busy server gets every online user's
 //! presence at once: a scan of all exchanges per stanza made such a burst quadratic.
+//!
+//! Pacing: at most `limit` requests are in flight; the others wait here, already remembered (so nothing asks them
+//! twice), and go out as answers come in. A request's timeout runs from when it is sent, so a burst of 20,000
+//! accounts is worked through at the server's pace instead of timing out in the server's queue.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use xmpp_parsers::jid::BareJid;
+use xmpp_parsers::minidom::Element;
 
 use super::exchange::{Exchange, Pending};
 use crate::avatar::AvatarHash;
 
 /// Outstanding exchanges by id, by account and by fetched hash, and their deadlines in the order they were sent.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Outstanding {
     by_id: HashMap<String, Pending>,
     by_account: HashMap<BareJid, Vec<String>>,
     fetching: HashMap<AvatarHash, usize>,
-    /// Ids in sending order. Every exchange waits the same `iq_timeout` from a `now` that never goes back, so this
-    /// is also deadline order; ids already answered are dropped from the front as they are met.
+    /// Ids in sending order. Every exchange waits the same `timeout` from a `now` that never goes back, so this is
+    /// also deadline order; ids already answered are dropped from the front as they are met.
     order: VecDeque<(Instant, String)>,
+    /// Requests remembered but not sent yet, oldest first.
+    queued: VecDeque<(String, Element)>,
+    in_flight: usize,
+    limit: usize,
+    timeout: Duration,
 }
 
 impl Outstanding {
-    pub(super) fn insert(&mut self, id: String, pending: Pending) {
-        self.by_account.entry(pending.exchange.account().clone()).or_default().push(id.clone());
+    /// At most `limit` requests in flight (at least one), each waiting `timeout` for its answer once sent.
+    pub(super) fn new(limit: usize, timeout: Duration) -> Self {
+        Self {
+            by_id: HashMap::new(),
+            by_account: HashMap::new(),
+            fetching: HashMap::new(),
+            order: VecDeque::new(),
+            queued: VecDeque::new(),
+            in_flight: 0,
+            limit: limit.max(1),
+            timeout,
+        }
+    }
+
+    /// Remembers `pending` under `id`: its `stanza` is returned to be sent now if fewer than the limit are in
+    /// flight, else it is queued ([`Outstanding::release`]). `None`: nothing to send (a dry-run set), in flight at
+    /// once all the same.
+    pub(super) fn ask(
+        &mut self,
+        now: Instant,
+        id: String,
+        pending: Pending,
+        stanza: Option<Element>,
+    ) -> Option<Element> {
+        self.index(&id, &pending);
+        let queue = stanza.is_some() && self.in_flight >= self.limit;
+        if let Some(old) = self.by_id.insert(id.clone(), pending) {
+            self.unindex(&old);
+        }
+        match stanza {
+            Some(stanza) if queue => {
+                self.queued.push_back((id, stanza));
+                None
+            }
+            stanza => {
+                self.sent(now, &id);
+                stanza
+            }
+        }
+    }
+
+    /// The queued requests that may go out now, their timeouts starting now.
+    pub(super) fn release(&mut self, now: Instant) -> Vec<Element> {
+        let mut out = Vec::new();
+        while self.in_flight < self.limit {
+            let Some((id, stanza)) = self.queued.pop_front() else { break };
+            if self.by_id.get(&id).is_some_and(|p| !p.sent) {
+                self.sent(now, &id);
+                out.push(stanza);
+            }
+        }
+        out
+    }
+
+    fn sent(&mut self, now: Instant, id: &str) {
+        let Some(pending) = self.by_id.get_mut(id) else { return };
+        pending.sent = true;
+        self.in_flight += 1;
+        self.order.push_back((now + self.timeout, id.to_owned()));
+    }
+
+    fn index(&mut self, id: &str, pending: &Pending) {
+        self.by_account.entry(pending.exchange.account().clone()).or_default().push(id.to_owned());
         if let Some(hash) = pending.exchange.fetched_hash() {
             *self.fetching.entry(hash).or_default() += 1;
-        }
-        self.order.push_back((pending.deadline, id.clone()));
-        if let Some(old) = self.by_id.insert(id, pending) {
-            self.unindex(&old);
         }
     }
 
@@ -47,15 +114,20 @@ impl Outstanding {
             }
         }
         self.unindex(&pending);
+        if pending.sent {
+            self.in_flight -= 1;
+        }
         self.drop_answered_front();
         Some(pending)
     }
 
-    /// Everything, in sending order (the link went away).
+    /// Everything, sent ones in sending order, then the queued ones (the link went away).
     pub(super) fn take_all(&mut self) -> Vec<Pending> {
         let mut by_id = std::mem::take(&mut self.by_id);
-        let all = self.order.drain(..).filter_map(|(_, id)| by_id.remove(&id)).collect();
-        *self = Self::default();
+        let sent = self.order.drain(..).map(|(_, id)| id);
+        let queued = self.queued.drain(..).map(|(id, _)| id);
+        let all = sent.chain(queued).collect::<Vec<_>>().into_iter().filter_map(|id| by_id.remove(&id)).collect();
+        *self = Self::new(self.limit, self.timeout);
         all
     }
 

@@ -9,6 +9,7 @@ use std::time::Instant;
 use xmpp_parsers::jid::BareJid;
 
 use super::account::{Current, Scheme, Seen};
+use super::durable::{Held, Resume};
 use super::exchange::{Access, Exchange, Reader};
 use super::transcode::Purpose;
 use super::{Engine, Event};
@@ -17,6 +18,14 @@ use crate::image::{PngRendition, Rendition, Transcoded};
 use crate::wire::component::{self, Delegated};
 use crate::wire::stanza::{Condition, Iq, IqType};
 use crate::wire::{ns, vcard, xep0008, xep0084};
+
+/// How long a vCard read stands for the vCard as it is when a write follows it: long enough for the fetch and the
+/// transcode between the read and the write of one conversion, short enough that a change the owner made
+/// meanwhile (to another field) is not overwritten by a stale copy.
+pub(super) const RECENT_VCARD: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// vCards kept for that (the least recently read is dropped first: a burst then reads again, which is correct).
+pub(super) const RECENT_VCARDS: usize = 256;
 
 /// What a vCard read does without the vCard privilege.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,9 +40,11 @@ impl Engine {
     /// Adopts an image already held (cache or store): with the renditions made of it before when they are still
     /// held, else after they are made again (a job for the shell; nothing is decoded here).
     pub(super) fn adopt_held(&mut self, now: Instant, account: &BareJid, scheme: Scheme, original: Rendition) {
+        // The derivation map is the cache's: when its renditions are no longer cached, making them again costs
+        // less than parking the adoption on two reads.
         let known = self.cache.derived_from(&original.hash()).and_then(|d| {
-            let png = self.rendition(&d.png)?.as_png()?;
-            Some(Transcoded { png, legacy: self.rendition(&d.legacy)?, original: original.clone() })
+            let png = self.cache.get(&d.png)?.as_png()?;
+            Some(Transcoded { png, legacy: self.cache.get(&d.legacy)?, original: original.clone() })
         });
         match known {
             Some(t) => self.adopt(now, account, scheme, t),
@@ -54,9 +65,7 @@ impl Engine {
         self.account(account).adopt(current);
         self.persist(account);
         for r in [&original, &*png, &legacy] {
-            if let Err(e) = self.store.save_blob(&r.hash(), r.bytes()) {
-                self.events.push_back(Event::StoreFailed(e.to_string()));
-            }
+            self.save_blob(r);
         }
         self.hold(&Transcoded { original, png, legacy });
         self.events.push_back(Event::Adopted { account: account.to_string(), scheme, hash: current.original });
@@ -73,7 +82,7 @@ impl Engine {
         hash: AvatarHash,
         bytes: Vec<u8>,
     ) {
-        if self.cache.failure(account, &hash, now).is_none() && self.rendition(&hash).is_none() {
+        if self.cache.failure(account, &hash, now).is_none() && !self.is_held(&hash) {
             self.events.push_back(Event::Fetched { account: account.to_string(), scheme, hash });
             return self.transcodes.request(bytes.into(), Purpose::VcardRead { account: account.clone() });
         }
@@ -124,9 +133,10 @@ impl Engine {
         let Some(converts) = a.server_converts else { return };
         let (current, cleared, seen) = (a.current().copied(), a.cleared(), a.seen_all());
         let (source, png) = match (current, cleared) {
-            (Some(current), _) => match self.rendition(&current.png).and_then(|r| r.as_png()) {
-                Some(png) => (current.source, Some(png)),
-                None => {
+            (Some(current), _) => match self.rendition(&current.png, Resume::Account(account.clone())) {
+                Held::Ready(r) if let Some(png) = r.as_png() => (current.source, Some(png)),
+                Held::Loading => return,
+                Held::Ready(_) | Held::Missing => {
                     return self.refuse(
                         account,
                         current.source,
@@ -174,7 +184,14 @@ impl Engine {
         self.privileged(now, account, ns::PUBSUB, IqType::Set, payload, exchange);
     }
 
+    /// A vCard is set back whole (XEP-0054 §3.2), so a write starts from the vCard as it is: the one read a
+    /// moment ago for this conversion when there is one (one read per conversion), else a fresh read.
     fn read_vcard_for_write(&mut self, now: Instant, account: &BareJid, png: Option<PngRendition>) {
+        if let Some((existing, read_at)) = self.recent_vcards.pop(account)
+            && now.saturating_duration_since(read_at) <= RECENT_VCARD
+        {
+            return self.write_vcard(now, account, existing, png);
+        }
         let exchange = Exchange::VcardWrite { account: account.clone(), png };
         self.privileged(now, account, ns::VCARD, IqType::Get, vcard::request(), exchange);
     }
@@ -230,13 +247,18 @@ impl Engine {
 
     /// Reads what the schemes hold when a presence hints at a change, or when nothing is known yet.
     ///
-    /// Without server-side conversion nothing in presence tells of a PEP change, so PEP is read on each available
-    /// presence; the vCard is read when its XEP-0153 hash differs from what we know.
-    pub(super) fn refresh(&mut self, now: Instant, account: &BareJid, hint: Option<Seen>) {
+    /// `vouched`: the presence carried a hash (XEP-0008 from the owner's client, or XEP-0153) that names the
+    /// current avatar, so nothing is to be done. Without server-side conversion, a presence that vouches for
+    /// nothing tells nothing of PEP, so PEP is read then; the vCard is read when its XEP-0153 hash differs from
+    /// what we know.
+    pub(super) fn refresh(&mut self, now: Instant, account: &BareJid, hint: Option<Seen>, vouched: bool) {
         let a = self.account(account);
         let (pep, vcard_seen, converts) = (a.seen(Scheme::Pep), a.seen(Scheme::Vcard), a.server_converts);
+        let names_current = |seen: Seen| matches!(seen, Seen::Avatar(h) if a.current().is_some_and(|c| c.names(h)));
+        let vouched = vouched || hint.is_some_and(names_current);
         let differs = |seen: Seen| hint.is_some_and(|h| h != seen);
-        if pep == Seen::Unknown || converts == Some(false) || (converts == Some(true) && differs(pep)) {
+        let unvouched_on_plain = converts == Some(false) && !vouched;
+        if pep == Seen::Unknown || unvouched_on_plain || (converts == Some(true) && differs(pep)) {
             self.poll_pep(now, account);
         }
         if converts != Some(true) && (vcard_seen == Seen::Unknown || differs(vcard_seen)) {
@@ -331,7 +353,7 @@ impl Engine {
                 self.readers.entry(account.clone()).or_default().push(reader);
                 if !matches!(access, Access::Denied(_)) {
                     self.ensure_converts_known(now, &account);
-                    self.refresh(now, &account, None);
+                    self.refresh(now, &account, None, false);
                 }
                 self.answer_readers_if_settled(&account);
             }
@@ -379,16 +401,11 @@ impl Engine {
                 return self.reply_delegated(outer, delegated, Condition::NotAcceptable);
             }
         };
-        if let Some(t) = stored
-            && let Err(e) = self.store.save_blob(&t.original.hash(), t.original.bytes())
-        {
-            self.events.push_back(Event::StoreFailed(e.to_string()));
-            return self.reply_delegated(outer, delegated, Condition::InternalServerError);
+        if let Some(t) = stored {
+            self.save_blob(&t.original);
         }
-        self.account(account).storage = stored.map(|t| t.original.hash());
+        self.account(account).set_storage(stored.map(|t| t.original.hash()));
         self.persist(account);
-        let reply = delegated.inner.result(ns::CLIENT, None);
-        self.outbox.push_back(component::delegated_reply(outer, delegated.version, reply));
         self.ensure_converts_known(now, account);
         match stored {
             Some(t) => {
@@ -397,9 +414,12 @@ impl Engine {
             }
             None => self.observe(now, account, Scheme::Legacy, Seen::NoAvatar, None),
         }
+        // Answered once committed, with the adoption that followed (made at once: its renditions are held), so a
+        // client that saw `result` is served its avatar after a crash.
+        self.acknowledge_when_stored(outer, delegated);
     }
 
-    fn reply_delegated(&mut self, outer: &Iq, delegated: &Delegated, condition: Condition) {
+    pub(super) fn reply_delegated(&mut self, outer: &Iq, delegated: &Delegated, condition: Condition) {
         let reply = delegated.inner.error_reply(ns::CLIENT, condition);
         self.outbox.push_back(component::delegated_reply(outer, delegated.version, reply));
     }
@@ -463,7 +483,11 @@ impl Engine {
             }
         }
         let rendition = match current {
-            Some(c) => self.rendition(&c.legacy),
+            Some(c) => match self.rendition(&c.legacy, Resume::Account(account.clone())) {
+                Held::Ready(r) => Some(r),
+                Held::Loading => return,
+                Held::Missing => None,
+            },
             None if self.is_pending(account, |_| true) || self.transcodes.busy(account) => return,
             None => None,
         };

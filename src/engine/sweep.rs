@@ -73,7 +73,7 @@ impl Engine {
         }
     }
 
-    /// Ends the sweeps of accounts with nothing outstanding, and lets their state go (it is in the store).
+    /// Ends the sweeps of accounts with nothing outstanding (their state stays: the engine keeps every account).
     pub(super) fn settle_sweeps(&mut self) {
         let mut settled: Vec<BareJid> = self.sweeps.keys().filter(|a| !self.busy(a)).cloned().collect();
         // Outcomes in a stable order, whatever the map's.
@@ -91,9 +91,6 @@ impl Engine {
                 (None, false) => SweepOutcome::Refused { reasons: log.refused },
                 (None, true) => SweepOutcome::Skipped { has_avatar: current.is_some() },
             };
-            if !self.readers.contains_key(&account) {
-                self.accounts.remove(&account);
-            }
             self.events.push_back(Event::Swept { account: account.to_string(), outcome });
         }
     }

@@ -10,6 +10,7 @@
 pub mod filtered_io;
 pub mod limits;
 mod shutdown;
+pub mod store_task;
 pub mod stray_text;
 pub mod workers;
 
@@ -26,15 +27,18 @@ use tokio_xmpp::xmlstream::{self, ReadError, StreamHeader, Timeouts, XmlStream};
 use tracing::{debug, error, info, warn};
 use xmpp_parsers::minidom::Element;
 
-use crate::engine::grants::Right;
-use crate::engine::{Engine, Event, TranscodeJob, TranscodeResult};
+use crate::avatar::AvatarHash;
+use crate::engine::grants::{Direction, Right};
+use crate::engine::{Engine, Event, StoreRequest, SyncId, TranscodeJob, TranscodeResult};
 use crate::ops::Ops;
 use crate::ops::logs::Redacted;
 use crate::ops::observed::Observed;
+use crate::store::Store;
 use crate::wire::stanza::{IqType, iq};
 use crate::wire::{ns, xml};
 use filtered_io::StrayTextGuard;
 use limits::StanzaLimits;
+use store_task::{StoreAnswer, StoreTask};
 use workers::ImageWorkers;
 
 /// How to reach the server.
@@ -99,6 +103,12 @@ pub trait Driven {
     fn poll_transcode(&mut self) -> Option<TranscodeJob>;
     /// An image job's result.
     fn handle_transcoded(&mut self, now: std::time::Instant, done: TranscodeResult);
+    /// The next request for the store ([`Engine::poll_store`]).
+    fn poll_store(&mut self) -> Option<StoreRequest>;
+    /// A sync's outcome ([`Engine::handle_stored`]).
+    fn handle_stored(&mut self, now: std::time::Instant, id: SyncId, outcome: Result<(), String>);
+    /// A blob read back ([`Engine::handle_loaded`]).
+    fn handle_loaded(&mut self, now: std::time::Instant, hash: AvatarHash, bytes: Option<Vec<u8>>);
     /// When [`Driven::handle_timeout`] must next be called.
     fn poll_timeout(&self) -> Option<std::time::Instant>;
     /// Hands what happened to the operator (logs, reports), after every input.
@@ -110,12 +120,38 @@ pub trait Driven {
 }
 
 /// Runs the gateway until `shutdown` resolves, reconnecting whenever the server goes away; `ops` sees it all.
-pub async fn run(config: LinkConfig, engine: Engine, ops: Ops, shutdown: impl Future<Output = ()>) {
-    drive(&config, &mut Observed::new(engine, ops), shutdown).await;
+pub async fn run(
+    config: LinkConfig,
+    engine: Engine,
+    store: Box<dyn Store>,
+    ops: Ops,
+    shutdown: impl Future<Output = ()>,
+) {
+    drive(&config, &mut Observed::new(engine, ops), store, shutdown).await;
 }
 
-/// Drives `driven` until it is done or `shutdown` resolves, reconnecting whenever the server goes away.
-pub async fn drive(config: &LinkConfig, driven: &mut impl Driven, shutdown: impl Future<Output = ()>) {
+/// Drives `driven` until it is done or `shutdown` resolves, reconnecting whenever the server goes away; `store`
+/// carries out its store requests on a thread of its own, and every one asked is committed before this returns.
+pub async fn drive(
+    config: &LinkConfig,
+    driven: &mut impl Driven,
+    store: Box<dyn Store>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut store = StoreTask::spawn(store);
+    connect_and_serve(config, driven, &mut store, shutdown).await;
+    while let Some(request) = driven.poll_store() {
+        store.submit(request);
+    }
+    store.close();
+}
+
+async fn connect_and_serve(
+    config: &LinkConfig,
+    driven: &mut impl Driven,
+    store: &mut StoreTask,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(500);
     loop {
@@ -129,7 +165,7 @@ pub async fn drive(config: &LinkConfig, driven: &mut impl Driven, shutdown: impl
                 info!(component = %config.component, address = %config.address, "connected");
                 backoff = Duration::from_millis(500);
                 driven.handle_connected(now());
-                let ended = session(config, driven, stream, shutdown.as_mut()).await;
+                let ended = session(config, driven, store, stream, shutdown.as_mut()).await;
                 driven.handle_disconnected(now());
                 driven.drain();
                 match ended {
@@ -175,15 +211,19 @@ async fn connect(config: &LinkConfig) -> Result<Stream, LinkError> {
 async fn session(
     config: &LinkConfig,
     driven: &mut impl Driven,
+    store: &mut StoreTask,
     mut stream: Stream,
     mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> Result<(), LinkError> {
     let server = config.component.split_once('.').map_or(config.component.as_str(), |(_, d)| d).to_owned();
     let mut pings = 0u64;
     let mut workers = ImageWorkers::per_core();
+    // Store answers this session still waits for (a shutdown waits for them too). Answers to a previous session's
+    // requests may arrive in this one: the count saturates at 0, so at worst a drain stops waiting early.
+    let mut due = 0usize;
     loop {
         workers.start(driven);
-        flush(driven, &mut stream).await?;
+        flush(driven, store, &mut due, &mut stream).await?;
         if driven.is_done() {
             let _ = stream.shutdown().await;
             return Ok(());
@@ -209,20 +249,48 @@ async fn session(
                 Some(Err(ReadError::HardError(e))) => return Err(LinkError::Lost(e.to_string())),
             },
             done = workers.next() => driven.handle_transcoded(now(), done),
+            answer = store.next() => answered(driven, answer, &mut due),
             () = sleep_until(timer) => driven.handle_timeout(now()),
-            () = shutdown.as_mut() => return shutdown::drain(config, driven, stream, workers).await,
+            () = shutdown.as_mut() => return shutdown::drain(config, driven, store, due, stream, workers).await,
         }
     }
 }
 
-/// Sends what `driven` wants sent, then hands its events to the operator.
-async fn flush(driven: &mut impl Driven, stream: &mut Stream) -> Result<(), LinkError> {
+/// Hands the store what `driven` asks of it (counting in `due` the requests it will answer), sends what `driven`
+/// wants sent, then hands its events to the operator.
+async fn flush(
+    driven: &mut impl Driven,
+    store: &StoreTask,
+    due: &mut usize,
+    stream: &mut Stream,
+) -> Result<(), LinkError> {
+    while let Some(request) = driven.poll_store() {
+        if matches!(request, StoreRequest::Sync(_) | StoreRequest::LoadBlob(_)) {
+            *due += 1;
+        }
+        store.submit(request);
+    }
     while let Some(stanza) = driven.poll_transmit() {
         debug!(out = %Redacted(&stanza));
         stream.send(&stanza).await.map_err(|e| LinkError::Lost(e.to_string()))?;
     }
     driven.drain();
     Ok(())
+}
+
+/// A store answer back to `driven`.
+fn answered(driven: &mut impl Driven, answer: StoreAnswer, due: &mut usize) {
+    match answer {
+        StoreAnswer::Stored(id, outcome) => {
+            *due = due.saturating_sub(1);
+            driven.handle_stored(now(), id, outcome);
+        }
+        StoreAnswer::Loaded(hash, bytes) => {
+            *due = due.saturating_sub(1);
+            driven.handle_loaded(now(), hash, bytes);
+        }
+        StoreAnswer::Failed(e) => error!("store: {e}"),
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -257,6 +325,12 @@ pub fn log_event(event: &Event) {
             }
         }
         Event::Server { host, software } => info!(%host, "the server runs {software}"),
+        Event::RightRefused { host, right, reason, retry_in } => {
+            let off: Vec<&str> =
+                Direction::ALL.iter().filter(|d| d.needs().contains(right)).map(|d| d.describe()).collect();
+            let off = if off.is_empty() { String::new() } else { format!(", so these stay off: {}", off.join("; ")) };
+            warn!(%host, "the server refused the {right} it granted ({reason}): not asked again for {retry_in:?}{off}");
+        }
         Event::Refused { account, scheme, reason } => warn!(%account, scheme = scheme.name(), "refused: {reason}"),
         Event::Untrusted { from, what } => warn!(%from, "{what} from {from} (this sender is quiet for a minute now)"),
         Event::StoreFailed(e) => error!("store: {e}"),

@@ -13,8 +13,9 @@ use super::iqs::IqClock;
 use super::metrics::{ConversionLabels, OutcomeLabels, SchemeLabels, StanzaLabels};
 use super::notify;
 use super::{Health, Ops};
+use crate::avatar::AvatarHash;
 use crate::engine::account::Scheme;
-use crate::engine::{Engine, Event, JobId, TranscodeJob, TranscodeResult};
+use crate::engine::{Engine, Event, JobId, StoreRequest, SyncId, TranscodeJob, TranscodeResult};
 use crate::link::{Driven, log_event};
 
 /// Accounts whose latest source scheme is remembered, to label the conversions written from it; an account
@@ -95,7 +96,11 @@ impl Observed {
             Event::StoreFailed(_) => {
                 metrics.store_failures.inc();
             }
-            Event::Capabilities { .. } | Event::Untrusted { .. } | Event::Server { .. } | Event::Swept { .. } => {}
+            Event::Capabilities { .. }
+            | Event::Untrusted { .. }
+            | Event::Server { .. }
+            | Event::RightRefused { .. }
+            | Event::Swept { .. } => {}
         }
     }
 }
@@ -171,6 +176,20 @@ impl Driven for Observed {
             metrics.transcodes.get_or_create(&OutcomeLabels { outcome }).inc();
         }
         self.engine.handle_transcoded(now, done);
+    }
+
+    fn poll_store(&mut self) -> Option<StoreRequest> {
+        self.engine.poll_store()
+    }
+
+    fn handle_stored(&mut self, now: std::time::Instant, id: SyncId, outcome: Result<(), String>) {
+        self.input(now);
+        self.engine.handle_stored(now, id, outcome);
+    }
+
+    fn handle_loaded(&mut self, now: std::time::Instant, hash: AvatarHash, bytes: Option<Vec<u8>>) {
+        self.input(now);
+        self.engine.handle_loaded(now, hash, bytes);
     }
 
     fn poll_timeout(&self) -> Option<std::time::Instant> {

@@ -78,4 +78,12 @@ impl Store for DryRunStore {
         all.dedup();
         Ok(all)
     }
+
+    fn blobs(&self) -> Result<Vec<AvatarHash>, StoreError> {
+        let mut all = self.base.blobs()?;
+        all.extend(self.overlay.blobs()?);
+        all.sort_unstable();
+        all.dedup();
+        Ok(all)
+    }
 }

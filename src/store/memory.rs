@@ -110,4 +110,8 @@ impl Store for MemoryStore {
     fn accounts(&self) -> Result<Vec<String>, StoreError> {
         Ok(self.accounts.keys().cloned().collect())
     }
+
+    fn blobs(&self) -> Result<Vec<AvatarHash>, StoreError> {
+        Ok(self.blobs.keys().copied().collect())
+    }
 }

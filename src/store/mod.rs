@@ -1,9 +1,12 @@
 //! The gateway's durable state: per-account knowledge and image blobs, behind the small [`Store`] trait.
 //!
-//! The sans-IO engine only ever talks to `dyn Store`, so tests run on [`MemoryStore`], production on
-//! [`RedbStore`], and a networked database can replace both later (DESIGN §6) without touching the engine.
-//! Both backends keep the same semantics, including the blob byte budget and the pin counts, and one test-suite
-//! (`tests/store.rs`) holds them to it.
+//! The sans-IO engine never calls a store: it asks for writes and blob reads as effects, and the shell carries
+//! them out on a thread of their own, committing every write that arrived meanwhile in one transaction
+//! ([`Store::commit`]; `link::store_task`). At start-up the shell reads a [`Snapshot`] (every account record and
+//! the hashes of the held blobs) and hands it to the engine, which then keeps its accounts in memory. Tests run
+//! on [`MemoryStore`], production on [`RedbStore`], and a networked database can replace both without touching
+//! the engine. Both backends keep the same semantics, including the blob byte budget and the pin counts, and one
+//! test-suite (`tests/store.rs`) holds them to it.
 //!
 //! # Eviction rule
 //!
@@ -84,8 +87,17 @@ pub(crate) fn pin_delta(old: Option<&StoredAccount>, new: &StoredAccount) -> (Ve
     (released, added)
 }
 
+/// One write of a [`Store::commit`] batch.
+#[derive(Debug, Clone, Copy)]
+pub enum StoreOp<'a> {
+    /// [`Store::save_account`].
+    Account(&'a str, &'a StoredAccount),
+    /// [`Store::save_blob`].
+    Blob(AvatarHash, &'a [u8]),
+}
+
 /// The gateway's durable state. Every successful write is committed: it survives a crash.
-pub trait Store {
+pub trait Store: Send {
     /// The state of `account` (a bare JID), or `None` if nothing was ever saved for it.
     fn load_account(&self, account: &str) -> Result<Option<StoredAccount>, StoreError>;
     /// Replaces the state of `account`, and in the same transaction moves the pins from the blobs the previous
@@ -104,6 +116,46 @@ pub trait Store {
     fn pins(&self, hash: &AvatarHash) -> Result<u32, StoreError>;
     /// Every account with stored state, sorted (for a live migration sweep and for start-up).
     fn accounts(&self) -> Result<Vec<String>, StoreError>;
+    /// The hashes of every blob held now (for start-up: the engine then knows what a read can bring back).
+    fn blobs(&self) -> Result<Vec<AvatarHash>, StoreError>;
+    /// Applies `ops` in order, each with the semantics of its `save_*`, and commits them as one: all or none
+    /// survive a crash. A backend with costly commits overrides this with a single transaction (one fsync for
+    /// the whole group); this default applies them one by one.
+    fn commit(&mut self, ops: &[StoreOp<'_>]) -> Result<(), StoreError> {
+        ops.iter().try_for_each(|op| match *op {
+            StoreOp::Account(account, state) => self.save_account(account, state),
+            StoreOp::Blob(hash, bytes) => self.save_blob(&hash, bytes),
+        })
+    }
+}
+
+/// What the store holds when the gateway starts: handed to the engine, which keeps accounts in memory and reads
+/// blobs back through the shell.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Every account record that decodes, sorted by account.
+    pub accounts: Vec<(String, StoredAccount)>,
+    /// Every held blob's hash.
+    pub blobs: Vec<AvatarHash>,
+    /// Accounts whose record does not decode: they start from nothing (and the record is replaced at their first
+    /// change).
+    pub corrupt: Vec<StoreError>,
+}
+
+impl Snapshot {
+    /// Reads everything `store` holds but blob bytes.
+    pub fn read(store: &dyn Store) -> Result<Self, StoreError> {
+        let mut snapshot = Self { blobs: store.blobs()?, ..Self::default() };
+        for account in store.accounts()? {
+            match store.load_account(&account) {
+                Ok(Some(record)) => snapshot.accounts.push((account, record)),
+                Ok(None) => {}
+                Err(e @ StoreError::Corrupt { .. }) => snapshot.corrupt.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(snapshot)
+    }
 }
 
 /// Why the store failed.

@@ -6,7 +6,7 @@ use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
 };
 
-use super::{Store, StoreError, StoredAccount, pin_delta};
+use super::{Store, StoreError, StoreOp, StoredAccount, pin_delta};
 use crate::avatar::AvatarHash;
 
 /// The schema version this build writes and reads.
@@ -51,9 +51,9 @@ const KEY_VERSION: &str = "schema_version";
 const KEY_NEXT_SEQ: &str = "next_blob_seq";
 const KEY_EVICTABLE_BYTES: &str = "evictable_bytes";
 
-/// The production [`Store`]: one redb file. Every write is one transaction committed with redb's default
-/// immediate durability (fsync), so a save that returned `Ok` survives a crash; a write that changes nothing is
-/// aborted instead, costing no fsync.
+/// The production [`Store`]: one redb file. Every commit (one save, or a whole group of them) is one transaction
+/// committed with redb's default immediate durability (fsync), so a save that returned `Ok` survives a crash; a
+/// group that changes nothing is aborted instead, costing no fsync.
 #[derive(Debug)]
 pub struct RedbStore {
     db: Database,
@@ -214,6 +214,44 @@ impl<'txn> Tables<'txn> {
         })
     }
 
+    /// [`Store::save_account`] inside this transaction; whether it changed anything.
+    fn save_account(&mut self, account: &str, state: &StoredAccount) -> Result<bool, redb::Error> {
+        let encoded = state.encode();
+        let previous = self.accounts.get(account)?.map(|v| v.value().to_vec());
+        if previous.as_deref() == Some(encoded.as_slice()) {
+            return Ok(false); // the encoding is canonical: same bytes, same record
+        }
+        let previous = previous.and_then(|bytes| StoredAccount::decode(&bytes).ok());
+        let (released, added) = pin_delta(previous.as_ref(), state);
+        self.accounts.insert(account, encoded.as_slice())?;
+        for hash in &added {
+            self.pin(hash)?;
+        }
+        for hash in &released {
+            self.unpin(hash)?;
+        }
+        self.evict()?;
+        Ok(true)
+    }
+
+    /// [`Store::save_blob`] inside this transaction; whether it changed anything.
+    fn save_blob(&mut self, hash: &AvatarHash, bytes: &[u8]) -> Result<bool, redb::Error> {
+        let key = hash.as_bytes();
+        if self.meta.get(key)?.is_some() {
+            return Ok(false); // content-addressed: the bytes are already these
+        }
+        let (len, seq) = (bytes.len() as u64, self.next_seq);
+        self.next_seq += 1;
+        self.blobs.insert(key, bytes)?;
+        self.meta.insert(key, (len, seq))?;
+        if self.pins.get(key)?.is_none() {
+            self.evictable.insert(seq, key)?;
+            self.evictable_bytes += len;
+            self.evict()?;
+        }
+        Ok(true)
+    }
+
     /// One more account references `hash`: a held blob gaining its first pin leaves the eviction order.
     fn pin(&mut self, hash: &AvatarHash) -> Result<(), redb::Error> {
         let key = hash.as_bytes();
@@ -277,24 +315,7 @@ impl Store for RedbStore {
     }
 
     fn save_account(&mut self, account: &str, state: &StoredAccount) -> Result<(), StoreError> {
-        let encoded = state.encode();
-        self.write(ACCOUNTS_NAME, |t| {
-            let previous = t.accounts.get(account)?.map(|v| v.value().to_vec());
-            if previous.as_deref() == Some(encoded.as_slice()) {
-                return Ok(false); // the encoding is canonical: same bytes, same record
-            }
-            let previous = previous.and_then(|bytes| StoredAccount::decode(&bytes).ok());
-            let (released, added) = pin_delta(previous.as_ref(), state);
-            t.accounts.insert(account, encoded.as_slice())?;
-            for hash in &added {
-                t.pin(hash)?;
-            }
-            for hash in &released {
-                t.unpin(hash)?;
-            }
-            t.evict()?;
-            Ok(true)
-        })
+        self.commit(&[StoreOp::Account(account, state)])
     }
 
     fn load_blob(&self, hash: &AvatarHash) -> Result<Option<Vec<u8>>, StoreError> {
@@ -302,22 +323,7 @@ impl Store for RedbStore {
     }
 
     fn save_blob(&mut self, hash: &AvatarHash, bytes: &[u8]) -> Result<(), StoreError> {
-        let key = hash.as_bytes();
-        self.write(BLOBS_NAME, |t| {
-            if t.meta.get(key)?.is_some() {
-                return Ok(false); // content-addressed: the bytes are already these
-            }
-            let (len, seq) = (bytes.len() as u64, t.next_seq);
-            t.next_seq += 1;
-            t.blobs.insert(key, bytes)?;
-            t.meta.insert(key, (len, seq))?;
-            if t.pins.get(key)?.is_none() {
-                t.evictable.insert(seq, key)?;
-                t.evictable_bytes += len;
-                t.evict()?;
-            }
-            Ok(true)
-        })
+        self.commit(&[StoreOp::Blob(*hash, bytes)])
     }
 
     fn pins(&self, hash: &AvatarHash) -> Result<u32, StoreError> {
@@ -327,6 +333,30 @@ impl Store for RedbStore {
     fn accounts(&self) -> Result<Vec<String>, StoreError> {
         self.read(ACCOUNTS_NAME, |txn| {
             txn.open_table(ACCOUNTS)?.iter()?.map(|entry| Ok(entry?.0.value().to_owned())).collect()
+        })
+    }
+
+    fn blobs(&self) -> Result<Vec<AvatarHash>, StoreError> {
+        self.read(BLOB_META_NAME, |txn| {
+            txn.open_table(BLOB_META)?.iter()?.map(|entry| Ok(AvatarHash::from_bytes(*entry?.0.value()))).collect()
+        })
+    }
+
+    /// One write transaction for the whole group: one fsync however many writes (group commit).
+    fn commit(&mut self, ops: &[StoreOp<'_>]) -> Result<(), StoreError> {
+        let table = match ops {
+            [StoreOp::Blob(..)] => BLOBS_NAME,
+            _ => ACCOUNTS_NAME,
+        };
+        self.write(table, |t| {
+            let mut changed = false;
+            for op in ops {
+                changed |= match *op {
+                    StoreOp::Account(account, state) => t.save_account(account, state)?,
+                    StoreOp::Blob(hash, bytes) => t.save_blob(&hash, bytes)?,
+                };
+            }
+            Ok(changed)
         })
     }
 }

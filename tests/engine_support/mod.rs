@@ -14,7 +14,8 @@ use avatar_gateway::cache::CacheLimits;
 use avatar_gateway::engine::grants::{Direction, DirectionStatus};
 use avatar_gateway::engine::{Engine, EngineConfig, Event, ServerConverts, TranscodeJob};
 use avatar_gateway::image::{ImageLimits, PngRendition, Rendition};
-use avatar_gateway::store::MemoryStore;
+use avatar_gateway::link::store_task::{StoreAnswer, carry_out};
+use avatar_gateway::store::{MemoryStore, Snapshot};
 use avatar_gateway::wire::{b64, ns, xml};
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::minidom::Element;
@@ -48,6 +49,7 @@ pub fn config(server_converts: ServerConverts) -> EngineConfig {
         limits: ImageLimits::default(),
         cache: CacheLimits::default(),
         iq_timeout: IQ_TIMEOUT,
+        max_in_flight: 256,
         refusal_retry: REFUSAL_RETRY,
         report_delay: REPORT_DELAY,
         pep_access_model: None,
@@ -70,6 +72,13 @@ pub struct Harness {
     pub hold_transcodes: bool,
     /// The jobs kept while `hold_transcodes` is set, in the order the engine handed them out.
     pub held: VecDeque<TranscodeJob>,
+    /// The store the scripted shell carries the engine's requests out on (each input's requests as one group).
+    pub store: MemoryStore,
+    /// Sync answers are kept in `held_syncs` instead of being fed back (a commit still under way).
+    pub hold_syncs: bool,
+    /// The sync answers kept while `hold_syncs` is set.
+    pub held_syncs: VecDeque<StoreAnswer>,
+    config: EngineConfig,
 }
 
 impl Harness {
@@ -80,14 +89,18 @@ impl Harness {
 
     /// A fresh engine with its own configuration, not connected yet.
     pub fn with_config(config: EngineConfig, server: FakeServer) -> Self {
-        let engine = Engine::new(config, Box::new(MemoryStore::new(64 << 20)));
+        let engine = Engine::new(config.clone(), Snapshot::default());
         Self {
+            config,
             engine,
             now: Instant::now(),
             events: VecDeque::new(),
             server,
             hold_transcodes: false,
             held: VecDeque::new(),
+            store: MemoryStore::new(64 << 20),
+            hold_syncs: false,
+            held_syncs: VecDeque::new(),
         }
     }
 
@@ -205,18 +218,59 @@ impl Harness {
         self.collect_events();
     }
 
+    /// The gateway restarted (a crash: only what the store committed survives): a new engine from the store's
+    /// snapshot, its cache empty, not connected yet.
+    pub fn restart(&mut self) {
+        let snapshot = Snapshot::read(&self.store).expect("the test store reads");
+        self.engine = Engine::new(self.config.clone(), snapshot);
+        self.collect_events();
+    }
+
+    /// Feeds the oldest held sync answer back.
+    pub fn release_sync(&mut self) {
+        let answer = self.held_syncs.pop_front().expect("a held sync");
+        self.answer_store(answer);
+        self.collect_events();
+    }
+
     /// What the shell does after every input: run the image jobs the engine asked for (here at once, in the order
-    /// handed out), feeding each result back, then take the events.
+    /// handed out) and carry out its store requests, feeding each result back until it asks nothing more, then
+    /// take the events.
     fn collect_events(&mut self) {
-        while let Some(job) = self.engine.poll_transcode() {
-            if self.hold_transcodes {
-                self.held.push_back(job);
-            } else {
-                self.engine.handle_transcoded(self.now, job.run());
+        loop {
+            let mut asked = false;
+            while let Some(job) = self.engine.poll_transcode() {
+                asked = true;
+                if self.hold_transcodes {
+                    self.held.push_back(job);
+                } else {
+                    self.engine.handle_transcoded(self.now, job.run());
+                }
+            }
+            let group: Vec<_> = std::iter::from_fn(|| self.engine.poll_store()).collect();
+            if !group.is_empty() {
+                asked = true;
+                for answer in carry_out(&mut self.store, group) {
+                    match answer {
+                        StoreAnswer::Stored(..) if self.hold_syncs => self.held_syncs.push_back(answer),
+                        answer => self.answer_store(answer),
+                    }
+                }
+            }
+            if !asked {
+                break;
             }
         }
         while let Some(e) = self.engine.poll_event() {
             self.events.push_back(e);
+        }
+    }
+
+    fn answer_store(&mut self, answer: StoreAnswer) {
+        match answer {
+            StoreAnswer::Stored(id, outcome) => self.engine.handle_stored(self.now, id, outcome),
+            StoreAnswer::Loaded(hash, bytes) => self.engine.handle_loaded(self.now, hash, bytes),
+            StoreAnswer::Failed(e) => panic!("the test store failed: {e}"),
         }
     }
 

@@ -151,6 +151,11 @@ impl Gateway {
         self.log().lines().filter(|l| l.contains(needle)).count()
     }
 
+    /// Kills the process with SIGKILL (`kill -9`: no shutdown path runs, nothing is flushed) and waits for it.
+    pub fn kill(self) {
+        drop(self);
+    }
+
     /// How the process ended, or `None` while it runs.
     pub fn exit_status(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().expect("polling the gateway child")

@@ -14,11 +14,13 @@ use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::minidom::Element;
 
 use super::{Sweep, SweepPace};
+use crate::avatar::AvatarHash;
 use crate::engine::account::Scheme;
-use crate::engine::{Engine, SweepOutcome, TranscodeJob, TranscodeResult};
+use crate::engine::{Engine, StoreRequest, SweepOutcome, SyncId, TranscodeJob, TranscodeResult};
 use crate::link::{self, Driven, LinkConfig};
 use crate::migrate::progress::Progress;
 use crate::migrate::report::{AccountReport, Outcome, ReportWriter, Source, Summary, Why};
+use crate::store::Store;
 
 /// Why `migrate live` stopped.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,7 @@ pub struct LiveSummary {
 pub async fn run(
     link: LinkConfig,
     engine: Engine,
+    store: Box<dyn Store>,
     options: LiveOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<LiveSummary, LiveError> {
@@ -105,7 +108,7 @@ pub async fn run(
         records,
         failed: None,
     };
-    link::drive(&link, &mut migration, shutdown).await;
+    link::drive(&link, &mut migration, store, shutdown).await;
     migration.progress.finish();
     let remaining = migration.sweep.remaining();
     if let Some(e) = migration.failed {
@@ -166,6 +169,18 @@ impl Driven for Migration {
 
     fn handle_transcoded(&mut self, now: Instant, done: TranscodeResult) {
         self.sweep.handle_transcoded(now, done);
+    }
+
+    fn poll_store(&mut self) -> Option<StoreRequest> {
+        self.sweep.poll_store()
+    }
+
+    fn handle_stored(&mut self, now: Instant, id: SyncId, outcome: Result<(), String>) {
+        self.sweep.handle_stored(now, id, outcome);
+    }
+
+    fn handle_loaded(&mut self, now: Instant, hash: AvatarHash, bytes: Option<Vec<u8>>) {
+        self.sweep.handle_loaded(now, hash, bytes);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

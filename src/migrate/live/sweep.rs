@@ -84,6 +84,23 @@ impl Sweep {
         self.collect();
     }
 
+    /// The next request for the store ([`Engine::poll_store`]).
+    pub fn poll_store(&mut self) -> Option<crate::engine::StoreRequest> {
+        self.engine.poll_store()
+    }
+
+    /// A sync's outcome ([`Engine::handle_stored`]).
+    pub fn handle_stored(&mut self, now: Instant, id: crate::engine::SyncId, outcome: Result<(), String>) {
+        self.engine.handle_stored(now, id, outcome);
+        self.collect();
+    }
+
+    /// A blob read back ([`Engine::handle_loaded`]).
+    pub fn handle_loaded(&mut self, now: Instant, hash: crate::avatar::AvatarHash, bytes: Option<Vec<u8>>) {
+        self.engine.handle_loaded(now, hash, bytes);
+        self.collect();
+    }
+
     /// Time passed: the engine's deadlines, and the next start when the pace allows it.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.engine.handle_timeout(now);
