@@ -426,6 +426,7 @@ fn link(n: usize) {
         keepalive: Duration::from_secs(60),
         max_backoff: Duration::from_secs(1),
         stanza_limits: avatar_gateway::link::limits::StanzaLimits::DEFAULT,
+        drain_timeout: Duration::from_secs(1),
     };
     let through_link = {
         let port = serve_once(stanzas.clone());

@@ -3,6 +3,7 @@
 //! Every key can come from three places, last wins: the file (`[server] address = …`), the environment
 //! (`AVATAR_GATEWAY_SERVER_ADDRESS=…`), and the command line (`--set server.address=…`). Errors name the key.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ struct Raw {
     limits: ImageLimits,
     cache: CacheLimits,
     rates: RateLimits,
+    ops: RawOps,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +60,19 @@ impl Default for RawServer {
             max_stanza_depth: StanzaLimits::DEFAULT.max_depth,
             max_stanza_bytes: StanzaLimits::DEFAULT.max_bytes,
         }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawOps {
+    listen: Option<String>,
+    drain_secs: u64,
+}
+
+impl Default for RawOps {
+    fn default() -> Self {
+        Self { listen: None, drain_secs: 10 }
     }
 }
 
@@ -105,6 +120,8 @@ pub struct Config {
     /// Byte budget of cached image blobs in the store (pinned blobs excluded: accounts' current renditions and
     /// owners' `storage:client:avatar` data).
     pub blob_budget_bytes: u64,
+    /// Where `/metrics` and `/health` are served (`None`: nowhere).
+    pub ops_listen: Option<SocketAddr>,
 }
 
 /// A configuration error, naming the key at fault.
@@ -222,6 +239,13 @@ impl Config {
                 reason: "must be at least 1".into(),
             });
         }
+        let ops_listen = match raw.ops.listen {
+            None => None,
+            Some(address) => Some(address.parse::<SocketAddr>().map_err(|e| ConfigError::Invalid {
+                key: "ops.listen",
+                reason: format!("{address:?} is not an ip:port address ({e})"),
+            })?),
+        };
         Ok(Self {
             link: LinkConfig {
                 address,
@@ -233,6 +257,7 @@ impl Config {
                     max_depth: raw.server.max_stanza_depth,
                     max_bytes: raw.server.max_stanza_bytes,
                 },
+                drain_timeout: Duration::from_secs(raw.ops.drain_secs),
             },
             engine: EngineConfig {
                 component,
@@ -251,6 +276,7 @@ impl Config {
             },
             store: raw.gateway.store,
             blob_budget_bytes: raw.gateway.blob_budget_bytes,
+            ops_listen,
         })
     }
 }
@@ -339,6 +365,19 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("iq_timeout_secs"), "{e}");
+    }
+
+    #[test]
+    fn ops_endpoint_is_off_unless_configured() {
+        // (A base of its own length: `load` names the file by it, and the tests run in parallel.)
+        let base = "[server]\naddress = \"a:1\"\ncomponent = \"gw.localhost\"\nsecret = \"s\"\n";
+        let c = load(base, &[], &[]).unwrap();
+        assert_eq!((c.ops_listen, c.link.drain_timeout), (None, Duration::from_secs(10)));
+        let c = load(base, &[], &["ops.listen=127.0.0.1:9877", "ops.drain_secs=3"]).unwrap();
+        assert_eq!(c.ops_listen, Some("127.0.0.1:9877".parse().unwrap()));
+        assert_eq!(c.link.drain_timeout, Duration::from_secs(3));
+        let e = load(base, &[], &["ops.listen=localhost"]).unwrap_err();
+        assert!(e.to_string().starts_with("ops.listen: \"localhost\" is not an ip:port"), "{e}");
     }
 
     #[test]

@@ -12,5 +12,6 @@ pub mod engine;
 pub mod image;
 pub mod link;
 pub mod migrate;
+pub mod ops;
 pub mod store;
 pub mod wire;

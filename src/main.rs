@@ -9,6 +9,8 @@ use avatar_gateway::engine::Engine;
 use avatar_gateway::image::ImageLimits;
 use avatar_gateway::migrate::live::{self, SweepPace};
 use avatar_gateway::migrate::xep0227;
+use avatar_gateway::ops::logs::{self, LogFormat};
+use avatar_gateway::ops::{Ops, http, notify};
 use avatar_gateway::store::{DryRunStore, MemoryStore, RedbStore, Snapshot, Store};
 use avatar_gateway::wire::xep0084::AccessModel;
 use clap::{Parser, Subcommand};
@@ -18,6 +20,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {
+    /// How log lines are written to stderr: human, or json (one object per line, for collectors).
+    #[arg(long, global = true, value_enum, default_value_t)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -142,14 +147,9 @@ struct LiveArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    logs::init(cli.log_format);
+    match cli.command {
         Command::Run { config } => run(&config),
         Command::Check { config, account, json, timeout_secs } => {
             check(&config, account.as_deref(), json, timeout_secs)
@@ -289,9 +289,23 @@ fn check(args: &ConfigArgs, account: Option<&str>, json: bool, timeout_secs: u64
 fn run(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = args.load()?;
     let store = open_store(&config)?;
+    let ops = Ops::new(config.engine.hosts.clone(), config.engine.iq_timeout);
     let engine = Engine::new(config.engine.clone(), snapshot(&*store)?);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
-    runtime.block_on(avatar_gateway::link::run(config.link, engine, store, shutdown_signal()));
+    runtime.block_on(async {
+        if let Some(address) = config.ops_listen {
+            tokio::spawn(http::serve(http::bind(address).await?, ops.clone()));
+        }
+        tokio::spawn(notify::watchdog());
+        let shutdown = async {
+            shutdown_signal().await;
+            ops.begin_shutdown();
+        };
+        avatar_gateway::link::run(config.link, engine, store, ops.clone(), shutdown).await;
+        anyhow::Ok(())
+    })?;
+    // An image job abandoned by the drain still holds a blocking thread: do not wait for it.
+    runtime.shutdown_timeout(Duration::from_millis(100));
     Ok(())
 }
 

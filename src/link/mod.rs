@@ -10,6 +10,7 @@
 pub mod check;
 pub mod filtered_io;
 pub mod limits;
+mod shutdown;
 pub mod store_task;
 pub mod stray_text;
 pub mod workers;
@@ -31,6 +32,9 @@ use crate::avatar::AvatarHash;
 use crate::engine::grants::{Direction, Right};
 use crate::engine::{Engine, Event, StampStatus, StoreRequest, SyncId, TranscodeJob, TranscodeResult};
 use crate::image::Rendition;
+use crate::ops::Ops;
+use crate::ops::logs::Redacted;
+use crate::ops::observed::Observed;
 use crate::store::Store;
 use crate::wire::stanza::{IqType, iq};
 use crate::wire::{ns, xml};
@@ -54,6 +58,8 @@ pub struct LinkConfig {
     pub max_backoff: Duration,
     /// How deep and long one incoming stanza may be (enforced before parsing).
     pub stanza_limits: StanzaLimits,
+    /// On shutdown, how long image jobs already running may take to finish ([`shutdown`]).
+    pub drain_timeout: Duration,
 }
 
 /// Why a connection attempt or a session ended.
@@ -115,50 +121,15 @@ pub trait Driven {
     }
 }
 
-impl Driven for Engine {
-    fn handle_connected(&mut self, now: std::time::Instant) {
-        Engine::handle_connected(self, now);
-    }
-    fn handle_disconnected(&mut self, now: std::time::Instant) {
-        Engine::handle_disconnected(self, now);
-    }
-    fn handle_stanza(&mut self, now: std::time::Instant, stanza: Element) {
-        Engine::handle_stanza(self, now, stanza);
-    }
-    fn handle_timeout(&mut self, now: std::time::Instant) {
-        Engine::handle_timeout(self, now);
-    }
-    fn poll_transmit(&mut self) -> Option<Element> {
-        Engine::poll_transmit(self)
-    }
-    fn poll_transcode(&mut self) -> Option<TranscodeJob> {
-        Engine::poll_transcode(self)
-    }
-    fn handle_transcoded(&mut self, now: std::time::Instant, done: TranscodeResult) {
-        Engine::handle_transcoded(self, now, done);
-    }
-    fn poll_store(&mut self) -> Option<StoreRequest> {
-        Engine::poll_store(self)
-    }
-    fn handle_stored(&mut self, now: std::time::Instant, id: SyncId, outcome: Result<(), String>) {
-        Engine::handle_stored(self, now, id, outcome);
-    }
-    fn handle_loaded(&mut self, now: std::time::Instant, hash: AvatarHash, blob: Option<Rendition>) {
-        Engine::handle_loaded(self, now, hash, blob);
-    }
-    fn poll_timeout(&self) -> Option<std::time::Instant> {
-        Engine::poll_timeout(self)
-    }
-    fn drain(&mut self) {
-        while let Some(event) = self.poll_event() {
-            log_event(&event);
-        }
-    }
-}
-
-/// Runs the gateway until `shutdown` resolves, reconnecting whenever the server goes away.
-pub async fn run(config: LinkConfig, mut engine: Engine, store: Box<dyn Store>, shutdown: impl Future<Output = ()>) {
-    drive(&config, &mut engine, store, shutdown).await;
+/// Runs the gateway until `shutdown` resolves, reconnecting whenever the server goes away; `ops` sees it all.
+pub async fn run(
+    config: LinkConfig,
+    engine: Engine,
+    store: Box<dyn Store>,
+    ops: Ops,
+    shutdown: impl Future<Output = ()>,
+) {
+    drive(&config, &mut Observed::new(engine, ops), store, shutdown).await;
 }
 
 /// Drives `driven` until it is done or `shutdown` resolves, reconnecting whenever the server goes away; `store`
@@ -218,7 +189,12 @@ async fn connect_and_serve(
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(500);
     loop {
-        match connect(config).await {
+        // A server that never answers the TCP connect must not hold up a shutdown for the kernel's timeout.
+        let connected = tokio::select! {
+            connected = connect(config) => connected,
+            () = shutdown.as_mut() => return info!("shut down"),
+        };
+        match connected {
             Ok(stream) => {
                 backoff = Duration::from_millis(500);
                 match serve(config, driven, store, stream, shutdown.as_mut()).await {
@@ -271,17 +247,12 @@ async fn session(
     let server = config.component.split_once('.').map_or(config.component.as_str(), |(_, d)| d).to_owned();
     let mut pings = 0u64;
     let mut workers = ImageWorkers::per_core();
+    // Store answers this session still waits for (a shutdown waits for them too). Answers to a previous session's
+    // requests may arrive in this one: the count saturates at 0, so at worst a drain stops waiting early.
+    let mut due = 0usize;
     loop {
-        // What happened first: handing it over may make the driver ask for more (a check starts its reads).
-        driven.drain();
         workers.start(driven);
-        while let Some(request) = driven.poll_store() {
-            store.submit(request);
-        }
-        while let Some(stanza) = driven.poll_transmit() {
-            debug!(out = %xml::to_string(&stanza));
-            stream.send(&stanza).await.map_err(|e| LinkError::Lost(e.to_string()))?;
-        }
+        flush(driven, store, &mut due, &mut stream).await?;
         if driven.is_done() {
             let _ = stream.shutdown().await;
             return Ok(());
@@ -290,7 +261,7 @@ async fn session(
         tokio::select! {
             item = stream.next() => match item {
                 Some(Ok(stanza)) => {
-                    debug!(r#in = %xml::to_string(&stanza));
+                    debug!(r#in = %Redacted(&stanza));
                     driven.handle_stanza(now(), stanza);
                 }
                 // Silence: make the server say something before the hard timeout (XEP-0199 ping; its reply is an
@@ -307,17 +278,47 @@ async fn session(
                 Some(Err(ReadError::HardError(e))) => return Err(LinkError::Lost(e.to_string())),
             },
             done = workers.next() => driven.handle_transcoded(now(), done),
-            answer = store.next() => match answer {
-                StoreAnswer::Stored(id, outcome) => driven.handle_stored(now(), id, outcome),
-                StoreAnswer::Loaded(hash, blob) => driven.handle_loaded(now(), hash, blob),
-                StoreAnswer::Failed(e) => error!("store: {e}"),
-            },
+            answer = store.next() => answered(driven, answer, &mut due),
             () = sleep_until(timer) => driven.handle_timeout(now()),
-            () = shutdown.as_mut() => {
-                let _ = stream.shutdown().await;
-                return Ok(());
-            }
+            () = shutdown.as_mut() => return shutdown::drain(config, driven, store, due, stream, workers).await,
         }
+    }
+}
+
+/// Hands `driven`'s events to the operator (which may make it ask for more: a check starts its reads then), then
+/// the store what it asks of it (counting in `due` the requests it will answer), and sends what it wants sent.
+async fn flush(
+    driven: &mut impl Driven,
+    store: &StoreTask,
+    due: &mut usize,
+    stream: &mut Stream,
+) -> Result<(), LinkError> {
+    driven.drain();
+    while let Some(request) = driven.poll_store() {
+        if matches!(request, StoreRequest::Sync(_) | StoreRequest::LoadBlob(_)) {
+            *due += 1;
+        }
+        store.submit(request);
+    }
+    while let Some(stanza) = driven.poll_transmit() {
+        debug!(out = %Redacted(&stanza));
+        stream.send(&stanza).await.map_err(|e| LinkError::Lost(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// A store answer back to `driven`.
+fn answered(driven: &mut impl Driven, answer: StoreAnswer, due: &mut usize) {
+    match answer {
+        StoreAnswer::Stored(id, outcome) => {
+            *due = due.saturating_sub(1);
+            driven.handle_stored(now(), id, outcome);
+        }
+        StoreAnswer::Loaded(hash, bytes) => {
+            *due = due.saturating_sub(1);
+            driven.handle_loaded(now(), hash, bytes);
+        }
+        StoreAnswer::Failed(e) => error!("store: {e}"),
     }
 }
 

@@ -53,6 +53,11 @@ impl ImageWorkers {
         }
     }
 
+    /// How many jobs run now.
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
     /// The next finished job; never resolves while none runs.
     pub async fn next(&mut self) -> TranscodeResult {
         loop {

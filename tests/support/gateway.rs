@@ -29,6 +29,15 @@ pub fn binary() -> PathBuf {
     }
 }
 
+/// What to add to the gateway's command line and environment.
+#[derive(Default)]
+pub struct Launch<'a> {
+    /// Arguments before `run` (global options such as `--log-format json`).
+    pub args: &'a [&'a str],
+    /// Environment variables.
+    pub env: &'a [(&'a str, &'a str)],
+}
+
 /// A running `avatar-gateway run`. Dropping it stops it.
 pub struct Gateway {
     child: Child,
@@ -49,7 +58,18 @@ impl Gateway {
     /// Like [`Gateway::start_with`], logging at `filter` (`RUST_LOG` syntax) instead of debug: a test that makes the
     /// gateway receive hundreds of large stanzas keeps its log (and the log printed when it fails) readable.
     pub fn start_logging<S: XmppServer + ?Sized>(server: &S, overrides: &[&str], filter: &str) -> Gateway {
-        let gateway = Self::spawn(server, overrides, filter);
+        Self::start_launched(server, overrides, filter, &Launch::default())
+    }
+
+    /// Like [`Gateway::start_logging`], with extra arguments and environment (`--log-format json`, systemd's
+    /// `NOTIFY_SOCKET`).
+    pub fn start_launched<S: XmppServer + ?Sized>(
+        server: &S,
+        overrides: &[&str],
+        filter: &str,
+        launch: &Launch,
+    ) -> Gateway {
+        let gateway = Self::spawn(server, overrides, filter, launch);
         gateway.wait_for_log("ON  ", Duration::from_secs(15));
         gateway
     }
@@ -59,7 +79,7 @@ impl Gateway {
     /// line would wait for nothing. Give `gateway.report_delay_secs` in `overrides` to have the report written only
     /// after the delegations are announced.
     pub fn start_reporting<S: XmppServer + ?Sized>(server: &S, overrides: &[&str]) -> Gateway {
-        let gateway = Self::spawn(server, overrides, "avatar_gateway=debug");
+        let gateway = Self::spawn(server, overrides, "avatar_gateway=debug", &Launch::default());
         let start = Instant::now();
         while gateway.report().len() < Direction::ALL.len() {
             assert!(start.elapsed() < Duration::from_secs(20), "no complete capability report:\n{}", gateway.log());
@@ -68,11 +88,13 @@ impl Gateway {
         gateway
     }
 
-    fn spawn<S: XmppServer + ?Sized>(server: &S, overrides: &[&str], filter: &str) -> Gateway {
+    fn spawn<S: XmppServer + ?Sized>(server: &S, overrides: &[&str], filter: &str, launch: &Launch) -> Gateway {
         let log = server.dir().join("gateway.log");
         let child = Command::new(binary())
+            .args(launch.args)
             .args(arguments("run", server, overrides))
             .env("RUST_LOG", filter)
+            .envs(launch.env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log).expect("creating the gateway log"))
@@ -123,6 +145,20 @@ impl Gateway {
     /// How the process ended, or `None` while it runs.
     pub fn exit_status(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().expect("polling the gateway child")
+    }
+
+    /// SIGTERM, as systemd stops the unit, and how the process ended (SIGKILL after 15 s).
+    pub fn terminate(&mut self) -> ExitStatus {
+        super::process::stop(&mut self.child, Duration::from_secs(15));
+        self.child.wait().expect("reaping the gateway child")
+    }
+
+    /// The `[ops] listen` address the gateway logged it took (give `ops.listen=127.0.0.1:0` for a free port).
+    pub fn ops_address(&self) -> String {
+        self.wait_for_log("metrics on http://", Duration::from_secs(10));
+        let log = self.log();
+        let (_, rest) = log.split_once("metrics on http://").expect("waited for it");
+        rest.split('/').next().expect("an address before /metrics").to_owned()
     }
 
     /// Fails when the process has ended (a crash: an abort on stack overflow panics nothing and logs one line).
