@@ -138,6 +138,7 @@ impl Shell {
                     StoreAnswer::Stored(id, outcome) => self.engine.handle_stored(Instant::now(), id, outcome),
                     StoreAnswer::Loaded(hash, blob) => self.engine.handle_loaded(Instant::now(), hash, blob),
                     StoreAnswer::Failed(e) => panic!("store: {e}"),
+                    StoreAnswer::Committed { .. } => {}
                 }
             }
             while let Some(sent) = self.engine.poll_transmit() {

@@ -121,6 +121,9 @@ pub struct AvatarCache {
     /// rendition (two encodings of one picture, or a PNG that is its own rendition), so forgetting one original
     /// must not forget the others.
     originals: HashMap<AvatarHash, Vec<AvatarHash>>,
+    /// Lookups that found the bytes, and those that did not (for the operator's metrics).
+    hits: u64,
+    misses: u64,
 }
 
 impl AvatarCache {
@@ -133,6 +136,8 @@ impl AvatarCache {
             failures: LruCache::unbounded(),
             derived: LruCache::unbounded(),
             originals: HashMap::new(),
+            hits: 0,
+            misses: 0,
         }
     }
 
@@ -167,7 +172,17 @@ impl AvatarCache {
 
     /// The rendition with this hash, made the most recently used.
     pub fn get(&mut self, h: &AvatarHash) -> Option<Rendition> {
-        self.renditions.get(h).cloned()
+        let found = self.renditions.get(h).cloned();
+        match found {
+            Some(_) => self.hits += 1,
+            None => self.misses += 1,
+        }
+        found
+    }
+
+    /// Lookups by [`AvatarCache::get`] since start: `(hits, misses)`.
+    pub fn lookups(&self) -> (u64, u64) {
+        (self.hits, self.misses)
     }
 
     /// Whether the bytes of `h` are held, without touching the eviction order.

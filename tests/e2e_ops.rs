@@ -76,6 +76,8 @@ fn metrics_move_as_a_legacy_client_is_converted_and_count_it() {
         "avatar_gateway_transcode_duration_seconds_count",
         "avatar_gateway_iq_latency_seconds_count",
         r#"avatar_gateway_fetches_total{scheme="xep0008"}"#,
+        "avatar_gateway_store_commit_duration_seconds_count",
+        "avatar_gateway_store_writes_total",
     ] {
         assert!(moved(series), "{series} did not move:\n{after}");
     }
@@ -83,7 +85,9 @@ fn metrics_move_as_a_legacy_client_is_converted_and_count_it() {
     assert_eq!(sample(&after, LEGACY_24H), 1.0, "{after}");
     assert_eq!(sample(&after, ANY_24H), 2.0, "{after}");
     assert_eq!(sample(&after, r#"avatar_gateway_legacy_share{window="30d"}"#), 0.5, "{after}");
+    // alice, whose avatar was converted (the observer's presence alone is no account to track).
     assert!(sample(&after, "avatar_gateway_accounts_tracked") >= 1.0, "{after}");
+    assert!(sample(&after, "avatar_gateway_cache_bytes") > 0.0, "{after}");
     assert_eq!(sample(&after, "avatar_gateway_iq_timeouts_total"), 0.0, "{after}");
     assert_eq!(get(&address, "/nope").0, 404);
     gateway.assert_healthy();

@@ -49,6 +49,7 @@ impl Sim {
                 StoreAnswer::Stored(id, outcome) => self.sweep.handle_stored(self.now, id, outcome),
                 StoreAnswer::Loaded(hash, blob) => self.sweep.handle_loaded(self.now, hash, blob),
                 StoreAnswer::Failed(e) => panic!("the test store failed: {e}"),
+                StoreAnswer::Committed { .. } => {}
             }
         }
     }

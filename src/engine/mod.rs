@@ -264,6 +264,19 @@ fn over_limit(stanza: &Element) -> Option<LimitKind> {
     Some(if marker.attr("reason") == Some("depth") { LimitKind::Depth } else { LimitKind::Size })
 }
 
+/// What [`Engine::stats`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Accounts tracked (all in memory).
+    pub accounts: usize,
+    /// Image bytes in the in-memory cache.
+    pub cache_bytes: usize,
+    /// Cache lookups that found the bytes since start.
+    pub cache_hits: u64,
+    /// Cache lookups that did not.
+    pub cache_misses: u64,
+}
+
 /// How long one sender's refusals stay quiet after one was noted.
 const NOTE_EVERY: Duration = Duration::from_secs(60);
 /// Senders remembered for that (the least recently noted is forgotten first).
@@ -484,6 +497,12 @@ impl Engine {
         let readers = self.readers.values().flatten().map(|r| r.deadline);
         let others = [self.report_at, self.opening.deadline(), self.stamps.deadline()];
         readers.chain(self.pending.next_deadline()).chain(others.into_iter().flatten()).min()
+    }
+
+    /// Figures for the operator's metrics.
+    pub fn stats(&self) -> EngineStats {
+        let (cache_hits, cache_misses) = self.cache.lookups();
+        EngineStats { accounts: self.accounts.len(), cache_bytes: self.cache.bytes(), cache_hits, cache_misses }
     }
 
     /// What the server has granted so far.

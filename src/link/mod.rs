@@ -111,6 +111,8 @@ pub trait Driven {
     fn handle_stored(&mut self, now: std::time::Instant, id: SyncId, outcome: Result<(), String>);
     /// A blob read back ([`Engine::handle_loaded`]).
     fn handle_loaded(&mut self, now: std::time::Instant, hash: AvatarHash, blob: Option<Rendition>);
+    /// The store committed a group of `writes` in `took` (for metrics; nothing waits on it).
+    fn handle_committed(&mut self, _writes: usize, _took: Duration) {}
     /// When [`Driven::handle_timeout`] must next be called.
     fn poll_timeout(&self) -> Option<std::time::Instant>;
     /// Hands what happened to the operator (logs, reports), after every input.
@@ -319,6 +321,7 @@ fn answered(driven: &mut impl Driven, answer: StoreAnswer, due: &mut usize) {
             driven.handle_loaded(now(), hash, bytes);
         }
         StoreAnswer::Failed(e) => error!("store: {e}"),
+        StoreAnswer::Committed { writes, took } => driven.handle_committed(writes, took),
     }
 }
 

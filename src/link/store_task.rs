@@ -29,6 +29,13 @@ pub enum StoreAnswer {
     Loaded(AvatarHash, Option<Rendition>),
     /// A group of write-behind writes could not be committed (to log: derived state is rebuilt later).
     Failed(String),
+    /// A group of writes was committed: how many, and how long the commit took (for the operator's metrics).
+    Committed {
+        /// Writes in the group (after an account saved several times was folded into one).
+        writes: usize,
+        /// Time in the store's commit.
+        took: std::time::Duration,
+    },
 }
 
 /// The store, owned by its thread.
@@ -102,8 +109,13 @@ fn serve(
 /// Carries out one group of requests: its writes in one commit, then its syncs and reads answered in order. The
 /// store thread's work, and what a test's scripted shell does synchronously.
 pub fn carry_out(store: &mut dyn Store, group: Vec<StoreRequest>) -> Vec<StoreAnswer> {
-    let committed = store.commit(&writes(&group)).map_err(|e| e.to_string());
+    let ops = writes(&group);
+    let started = std::time::Instant::now();
+    let committed = store.commit(&ops).map_err(|e| e.to_string());
     let mut answers = Vec::new();
+    if committed.is_ok() && !ops.is_empty() {
+        answers.push(StoreAnswer::Committed { writes: ops.len(), took: started.elapsed() });
+    }
     let mut reported = false;
     for request in group {
         match request {

@@ -23,7 +23,6 @@ use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::minidom::Element;
 
 use crate::wire::{vcard, xep0008};
-use hll::Hll;
 use metrics::{ClientLabels, Metrics, WindowLabels};
 use windows::{SeenWindows, Window};
 
@@ -49,7 +48,6 @@ struct Sketches {
     legacy: SeenWindows,
     vcard: SeenWindows,
     any: SeenWindows,
-    since_start: Hll,
 }
 
 /// What `/health` answers.
@@ -105,7 +103,6 @@ impl Ops {
         let m = &self.shared.metrics;
         {
             let seen = self.sketches();
-            m.accounts.set(seen.since_start.estimate().round() as i64);
             for window in Window::ALL {
                 let w = window.label();
                 let [legacy, vcard, any] =
@@ -132,11 +129,6 @@ impl Ops {
         self.shared.sketches.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// An account the engine met (it keeps its state in memory from then on).
-    fn account_met(&self, account: &str) {
-        self.sketches().since_start.insert(hash(account));
-    }
-
     /// An available presence from a served account: which avatar scheme its client speaks, as it says itself.
     /// XEP-0008 clients put `jabber:x:avatar` in every presence; XEP-0153 is `vcard-temp:x:update` (which a server
     /// converting vCard ↔ PEP adds for every client); XEP-0084 has no presence marker, so it is left out.
@@ -151,7 +143,6 @@ impl Ops {
         let legacy = !matches!(xep0008::XAvatar::from_presence(presence), Ok(xep0008::XAvatar::Absent));
         let vcard = !matches!(vcard::Update::from_presence(presence), Ok(vcard::Update::Unknown));
         let mut seen = self.sketches();
-        seen.since_start.insert(account);
         seen.any.insert(account, now);
         if legacy {
             seen.legacy.insert(account, now);

@@ -15,7 +15,7 @@ use super::notify;
 use super::{Health, Ops};
 use crate::avatar::AvatarHash;
 use crate::engine::account::Scheme;
-use crate::engine::{Engine, Event, JobId, StoreRequest, SyncId, TranscodeJob, TranscodeResult};
+use crate::engine::{Engine, EngineStats, Event, JobId, StoreRequest, SyncId, TranscodeJob, TranscodeResult};
 use crate::link::{Driven, log_event};
 
 /// Accounts whose latest source scheme is remembered, to label the conversions written from it; an account
@@ -33,6 +33,8 @@ pub struct Observed {
     /// The `now` of the latest input: requests the engine sends are timed from it, as its deadlines are.
     now: Option<Instant>,
     connected_before: bool,
+    /// The engine's figures at the last look (its cache counters are cumulative).
+    seen: EngineStats,
 }
 
 impl Observed {
@@ -47,6 +49,7 @@ impl Observed {
             sources: LruCache::new(SOURCES),
             now: None,
             connected_before: false,
+            seen: EngineStats { accounts: 0, cache_bytes: 0, cache_hits: 0, cache_misses: 0 },
         }
     }
 
@@ -72,15 +75,13 @@ impl Observed {
         };
         match event {
             Event::Adopted { account, scheme, .. } | Event::Removed { account, scheme } => {
-                self.ops.account_met(account);
                 self.sources.put(account.clone(), *scheme);
             }
             Event::Wrote { account, scheme, hash } => {
                 let from = self.sources.get(account).map_or("unknown", |s| s.name());
                 conversion(from, scheme.name(), if hash.is_some() { "written" } else { "removed" });
             }
-            Event::Refused { account, scheme, .. } => {
-                self.ops.account_met(account);
+            Event::Refused { scheme, .. } => {
                 conversion(scheme.name(), "none", "refused");
             }
             Event::Fetched { scheme, .. } => {
@@ -96,8 +97,7 @@ impl Observed {
             Event::StoreFailed(_) => {
                 metrics.store_failures.inc();
             }
-            Event::RateLimited { account, .. } => {
-                self.ops.account_met(account);
+            Event::RateLimited { .. } => {
                 metrics.rate_limited.inc();
             }
             Event::Capabilities { .. }
@@ -206,5 +206,23 @@ impl Driven for Observed {
             self.on_event(&event);
             log_event(&event);
         }
+        let stats = self.engine.stats();
+        let m = &self.ops.shared.metrics;
+        m.accounts.set(i64::try_from(stats.accounts).unwrap_or(i64::MAX));
+        m.cache_bytes.set(i64::try_from(stats.cache_bytes).unwrap_or(i64::MAX));
+        // The engine counts since start; the counters move by what it counted since the last look.
+        m.cache_lookups
+            .get_or_create(&OutcomeLabels { outcome: "hit" })
+            .inc_by(stats.cache_hits - self.seen.cache_hits);
+        m.cache_lookups
+            .get_or_create(&OutcomeLabels { outcome: "miss" })
+            .inc_by(stats.cache_misses - self.seen.cache_misses);
+        self.seen = stats;
+    }
+
+    fn handle_committed(&mut self, writes: usize, took: std::time::Duration) {
+        let m = &self.ops.shared.metrics;
+        m.store_commit_seconds.observe(took.as_secs_f64());
+        m.store_writes.inc_by(writes as u64);
     }
 }

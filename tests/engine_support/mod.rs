@@ -275,6 +275,7 @@ impl Harness {
             StoreAnswer::Stored(id, outcome) => self.engine.handle_stored(self.now, id, outcome),
             StoreAnswer::Loaded(hash, blob) => self.engine.handle_loaded(self.now, hash, blob),
             StoreAnswer::Failed(e) => panic!("the test store failed: {e}"),
+            StoreAnswer::Committed { .. } => {}
         }
     }
 
