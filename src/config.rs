@@ -83,6 +83,7 @@ struct RawGateway {
     blob_budget_bytes: u64,
     iq_timeout_secs: u64,
     max_in_flight: usize,
+    transcode_backlog_bytes: usize,
     refusal_retry_secs: u64,
     report_delay_secs: u64,
     server_converts: ServerConverts,
@@ -99,6 +100,8 @@ impl Default for RawGateway {
             // Enough to keep a server on a LAN busy (answers take well under a millisecond each), few enough that
             // a burst of accounts never waits in the server's queue long enough to time out.
             max_in_flight: 256,
+            // A few seconds of the workers' work at worst (128 full-size images): enough to keep them busy.
+            transcode_backlog_bytes: 64 << 20,
             refusal_retry_secs: 300,
             report_delay_secs: 2,
             server_converts: ServerConverts::Auto,
@@ -267,6 +270,7 @@ impl Config {
                 iq_timeout: Duration::from_secs(raw.gateway.iq_timeout_secs),
                 max_in_flight: raw.gateway.max_in_flight.max(1),
                 rates: raw.rates,
+                transcode_backlog_bytes: raw.gateway.transcode_backlog_bytes,
                 refusal_retry: Duration::from_secs(raw.gateway.refusal_retry_secs),
                 report_delay: Duration::from_secs(raw.gateway.report_delay_secs),
                 pep_access_model: raw.gateway.pep_access_model,

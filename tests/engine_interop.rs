@@ -233,3 +233,25 @@ fn requests_beyond_the_in_flight_limit_wait_their_turn_and_time_out_only_once_se
     h.advance(Duration::from_secs(1));
     assert!(h.take_events().iter().any(|e| matches!(e, Event::Refused { account, .. } if account == "bob@localhost")));
 }
+
+#[test]
+fn while_fetched_images_wait_for_a_worker_beyond_their_budget_nothing_more_is_asked() {
+    let mut config = config(ServerConverts::Yes);
+    config.transcode_backlog_bytes = 16;
+    let mut h = Harness::with_config(config, FakeServer::converting());
+    h.connect_prosody();
+    let img = Image::fixture("avatar-96x96-alpha.png");
+    h.workers_busy = true;
+    h.recv(&presence(PANDION, &x_avatar(&img.hash)));
+    h.expect_sent(&iq_avatar_get("gw1", PANDION));
+    h.expect_sent_and_serve(&pep_poll("gw2", ALICE));
+    h.recv(&iq_avatar_result("gw1", PANDION, "image/png", &img.b64));
+    // Alice's image waits for a worker, beyond the budget: Bob's fetch is remembered but not sent.
+    let bob = "bob@localhost/pandion";
+    h.recv(&presence(bob, &x_avatar(&AvatarHash::of(b"bob's"))));
+    h.expect_nothing_sent();
+    // A worker takes it: the backlog is within the budget again, and Bob's requests go out.
+    h.free_workers();
+    let sent: Vec<_> = std::iter::from_fn(|| h.next_sent()).collect();
+    assert!(sent.iter().any(|s| s.attr("to") == Some(bob)), "bob's fetch after the backlog cleared: {sent:?}");
+}

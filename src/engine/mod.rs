@@ -81,6 +81,8 @@ pub struct EngineConfig {
     pub max_in_flight: usize,
     /// Per-account rate limits.
     pub rates: rates::RateLimits,
+    /// Image bytes fetched and waiting for a worker beyond which no request is sent until the workers catch up.
+    pub transcode_backlog_bytes: usize,
     /// How long a privileged IQ the server refused (although it announced the right) is not sent again.
     pub refusal_retry: Duration,
     /// How long after connecting to report the granted capabilities (the server announces them one by one).
@@ -453,6 +455,7 @@ impl Engine {
     /// Work that waits for the end of an input: dry-run sets taken as done, then sweeps that have settled.
     fn after_input(&mut self, now: Instant) {
         self.durable.input_done();
+        self.pace();
         let released = self.pending.release(now);
         self.outbox.extend(released);
         while let Some(id) = self.dry_done.pop_front() {
@@ -737,7 +740,13 @@ impl Engine {
     }
 
     /// Sends a request from the component and remembers what it was for.
+    /// Requests wait while the images already fetched exceed their backlog budget.
+    fn pace(&mut self) {
+        self.pending.pause(self.transcodes.queued_bytes() > self.config.transcode_backlog_bytes);
+    }
+
     fn request(&mut self, now: Instant, kind: IqType, to: &str, payload: Element, exchange: Exchange) {
+        self.pace();
         let id = self.id();
         let (stanza, pending) = self.plain_request(&id, kind, to, payload, exchange);
         self.outbox.extend(self.pending.ask(now, id, pending, Some(stanza)));
@@ -816,6 +825,7 @@ impl Engine {
             Some(component::privileged_iq(&id, &self.config.component, managed, target, kind, payload))
         };
         let pending = Pending { exchange, asked: managed.to_string(), privilege: Some((namespace, kind)), sent: false };
+        self.pace();
         self.outbox.extend(self.pending.ask(now, id, pending, stanza));
         true
     }

@@ -5,7 +5,9 @@
 //!
 //! Pacing: at most `limit` requests are in flight; the others wait here, already remembered (so nothing asks them
 //! twice), and go out as answers come in. A request's timeout runs from when it is sent, so a burst of 20,000
-//! accounts is worked through at the server's pace instead of timing out in the server's queue.
+//! accounts is worked through at the server's pace instead of timing out in the server's queue. And while the
+//! images already fetched wait for a worker beyond their budget, nothing more is asked: memory stays bounded
+//! however slow the transcodes are.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -30,6 +32,8 @@ pub(super) struct Outstanding {
     in_flight: usize,
     limit: usize,
     timeout: Duration,
+    /// Nothing is sent while set (the image backlog is over its budget): see [`Outstanding::pause`].
+    paused: bool,
 }
 
 impl Outstanding {
@@ -44,7 +48,14 @@ impl Outstanding {
             in_flight: 0,
             limit: limit.max(1),
             timeout,
+            paused: false,
         }
+    }
+
+    /// Holds every new request back while `paused` (they queue as beyond the limit), so that answers carrying
+    /// images do not pile up faster than the workers turn them into renditions.
+    pub(super) fn pause(&mut self, paused: bool) {
+        self.paused = paused;
     }
 
     /// Remembers `pending` under `id`: its `stanza` is returned to be sent now if fewer than the limit are in
@@ -58,7 +69,7 @@ impl Outstanding {
         stanza: Option<Element>,
     ) -> Option<Element> {
         self.index(&id, &pending);
-        let queue = stanza.is_some() && self.in_flight >= self.limit;
+        let queue = stanza.is_some() && (self.in_flight >= self.limit || self.paused);
         if let Some(old) = self.by_id.insert(id.clone(), pending) {
             self.unindex(&old);
         }
@@ -77,7 +88,7 @@ impl Outstanding {
     /// The queued requests that may go out now, their timeouts starting now.
     pub(super) fn release(&mut self, now: Instant) -> Vec<Element> {
         let mut out = Vec::new();
-        while self.in_flight < self.limit {
+        while self.in_flight < self.limit && !self.paused {
             let Some((id, stanza)) = self.queued.pop_front() else { break };
             if self.by_id.get(&id).is_some_and(|p| !p.sent) {
                 self.sent(now, &id);

@@ -97,6 +97,8 @@ pub(super) struct Transcodes {
     queued: HashMap<BareJid, VecDeque<JobId>>,
     /// Per account, how many purposes wait (all, and adoptions): answers `busy` and `adopting` without a scan.
     waiting: HashMap<BareJid, (usize, usize)>,
+    /// Bytes of the jobs not handed out yet: the backlog the engine paces its fetches by.
+    queued_bytes: usize,
 }
 
 impl Transcodes {
@@ -111,6 +113,7 @@ impl Transcodes {
         self.next += 1;
         let id = JobId(self.next);
         let account = purpose.account().clone();
+        self.queued_bytes += bytes.len();
         self.jobs.insert(id, Job { hash, bytes: Some(bytes), purposes: vec![purpose] });
         self.by_hash.insert(hash, id);
         let queue = self.queued.entry(account.clone()).or_default();
@@ -131,6 +134,7 @@ impl Transcodes {
                 self.turns.push_back(account);
             }
             if let Some(bytes) = self.jobs.get_mut(&id).and_then(|job| job.bytes.take()) {
+                self.queued_bytes -= bytes.len();
                 return Some(TranscodeJob { id, bytes, limits: limits.clone() });
             }
         }
@@ -169,8 +173,14 @@ impl Transcodes {
         job.is_some_and(|j| j.purposes.iter().any(|p| matches!(p, Purpose::Adopt { .. })))
     }
 
+    /// Bytes of image work asked for and not handed to a worker yet.
+    pub(super) fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
     /// The link went away: nothing waits any more (results still in flight are dropped when they come back).
     pub(super) fn clear(&mut self) {
+        self.queued_bytes = 0;
         self.jobs.clear();
         self.by_hash.clear();
         self.turns.clear();

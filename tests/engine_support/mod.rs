@@ -52,6 +52,7 @@ pub fn config(server_converts: ServerConverts) -> EngineConfig {
         iq_timeout: IQ_TIMEOUT,
         max_in_flight: 256,
         rates: Default::default(),
+        transcode_backlog_bytes: 64 << 20,
         refusal_retry: REFUSAL_RETRY,
         report_delay: REPORT_DELAY,
         pep_access_model: None,
@@ -76,6 +77,8 @@ pub struct Harness {
     pub hold_transcodes: bool,
     /// The jobs kept while `hold_transcodes` is set, in the order the engine handed them out.
     pub held: VecDeque<TranscodeJob>,
+    /// Every worker busy: the engine's image jobs are not even asked for (they stay queued in the engine).
+    pub workers_busy: bool,
     /// The store the scripted shell carries the engine's requests out on (each input's requests as one group).
     pub store: MemoryStore,
     /// Sync answers are kept in `held_syncs` instead of being fed back (a commit still under way).
@@ -102,6 +105,7 @@ impl Harness {
             server,
             hold_transcodes: false,
             held: VecDeque::new(),
+            workers_busy: false,
             store: MemoryStore::new(64 << 20),
             hold_syncs: false,
             held_syncs: VecDeque::new(),
@@ -230,6 +234,12 @@ impl Harness {
         self.collect_events();
     }
 
+    /// The workers are free again: the engine's queued image jobs are asked for and run.
+    pub fn free_workers(&mut self) {
+        self.workers_busy = false;
+        self.collect_events();
+    }
+
     /// Feeds the oldest held sync answer back.
     pub fn release_sync(&mut self) {
         let answer = self.held_syncs.pop_front().expect("a held sync");
@@ -243,7 +253,7 @@ impl Harness {
     fn collect_events(&mut self) {
         loop {
             let mut asked = false;
-            while let Some(job) = self.engine.poll_transcode() {
+            while let Some(job) = if self.workers_busy { None } else { self.engine.poll_transcode() } {
                 asked = true;
                 if self.hold_transcodes {
                     self.held.push_back(job);
