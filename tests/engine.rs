@@ -478,14 +478,7 @@ fn storage_set_by_the_owner_is_acknowledged_then_converted() {
     h.server.set_vcard(ALICE, &alice_vcard(""));
     let img = Image::fixture("avatar-96x96-alpha.png");
     // The owner's IQ to its own bare JID arrives without `to` (Prosody).
-    h.recv(&delegated(
-        "d1",
-        &format!(
-            "<iq xmlns='jabber:client' type='set' id='s1' from='alice@localhost/coccinella'>\
-             <query xmlns='storage:client:avatar'><data mimetype='image/png'>{}</data></query></iq>",
-            img.b64
-        ),
-    ));
+    h.recv(&storage_set("d1", "s1", "alice@localhost/coccinella", &img));
     h.expect_events(vec![adopted(ALICE, Scheme::Legacy, img.hash)]);
     let png = img.png();
     assert_eq!(png.hash(), img.hash, "a small PNG is published as it is");
@@ -564,14 +557,7 @@ fn after_a_restart_readers_are_served_from_the_store_and_nothing_is_fetched_or_w
     let mut h = Harness::prosody(ServerConverts::No, FakeServer::plain());
     h.server.set_vcard(ALICE, &alice_vcard(""));
     let img = Image::fixture("avatar-96x96-alpha.png");
-    h.recv(&delegated(
-        "d1",
-        &format!(
-            "<iq xmlns='jabber:client' type='set' id='s1' from='alice@localhost/coccinella'>\
-             <query xmlns='storage:client:avatar'><data mimetype='image/png'>{}</data></query></iq>",
-            img.b64
-        ),
-    ));
+    h.recv(&storage_set("d1", "s1", "alice@localhost/coccinella", &img));
     h.drive_bounded(10);
     let writes = h.server.writes().len();
     h.take_events();
@@ -632,14 +618,7 @@ fn storage_set_by_another_user_is_forbidden() {
 fn storage_set_with_a_bad_image_is_not_acceptable() {
     let mut h = Harness::prosody(ServerConverts::No, FakeServer::plain());
     let img = Image::fixture("invalid/truncated.png");
-    h.recv(&delegated(
-        "d1",
-        &format!(
-            "<iq xmlns='jabber:client' type='set' id='s1' from='alice@localhost/coccinella'>\
-             <query xmlns='storage:client:avatar'><data mimetype='image/png'>{}</data></query></iq>",
-            img.b64
-        ),
-    ));
+    h.recv(&storage_set("d1", "s1", "alice@localhost/coccinella", &img));
     h.expect_sent(&delegated_reply(
         "d1",
         "<iq xmlns='jabber:client' type='error' id='s1' to='alice@localhost/coccinella'>\
@@ -657,15 +636,7 @@ fn storage_set_with_a_bad_image_is_not_acceptable() {
 fn reader_gets_a_small_rendition_of_the_pep_png() {
     let mut h = Harness::prosody(ServerConverts::Yes, FakeServer::plain());
     h.server.account(ALICE).subscribers.push(BOB.into());
-    let img = Image::fixture("avatar-96x96-alpha.png");
-    let png = img.png();
-    h.server.put_item(
-        ALICE,
-        ns::AVATAR_DATA,
-        &img.hash.to_string(),
-        &format!("<data xmlns='urn:xmpp:avatar:data'>{}</data>", img.b64),
-    );
-    h.server.put_item(ALICE, ns::AVATAR_METADATA, &img.hash.to_string(), &metadata_of(&png));
+    let img = alice_with_pep_avatar(&mut h);
 
     h.recv(&delegated(
         "d1",
@@ -1091,14 +1062,7 @@ fn storage_set_is_not_overridden_by_the_older_pep_avatar_read_afterwards() {
     );
     h.server.put_item(ALICE, ns::AVATAR_METADATA, &old.hash.to_string(), &metadata_of(&old.png()));
     let img = Image::fixture("avatar-96x96-alpha.png");
-    h.recv(&delegated(
-        "d1",
-        &format!(
-            "<iq xmlns='jabber:client' type='set' id='s1' from='alice@localhost/coccinella'>\
-             <query xmlns='storage:client:avatar'><data mimetype='image/png'>{}</data></query></iq>",
-            img.b64
-        ),
-    ));
+    h.recv(&storage_set("d1", "s1", "alice@localhost/coccinella", &img));
     assert_eq!(h.drive_bounded(20).len(), 1, "the delegated result");
     let png = img.png();
     assert_eq!(h.server.item_ids(ALICE, ns::AVATAR_METADATA), vec![png.hash().to_string()], "{:?}", h.server.log);

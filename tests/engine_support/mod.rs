@@ -638,3 +638,17 @@ pub fn alice_with_pep_avatar(h: &mut Harness) -> Image {
     h.server.put_item(ALICE, ns::AVATAR_METADATA, &img.hash.to_string(), &metadata_of(&png));
     img
 }
+
+/// A delegated `storage:client:avatar` set by `full_jid` (the owner's client; Prosody forwards it without `to`)
+/// carrying `img` labelled image/png (whatever it is: the label is a client's claim), outer id `outer`, inner id
+/// `inner`.
+pub fn storage_set(outer: &str, inner: &str, full_jid: &str, img: &Image) -> String {
+    delegated(
+        outer,
+        &format!(
+            "<iq xmlns='jabber:client' type='set' id='{inner}' from='{full_jid}'>\
+             <query xmlns='storage:client:avatar'><data mimetype='image/png'>{}</data></query></iq>",
+            img.b64
+        ),
+    )
+}
