@@ -45,6 +45,7 @@ use crate::engine::account::{Current, Seen};
 
 mod dry_run;
 mod encoding;
+mod ledger;
 mod memory;
 mod redb;
 
