@@ -9,7 +9,7 @@ use avatar_gateway::engine::Engine;
 use avatar_gateway::image::ImageLimits;
 use avatar_gateway::migrate::live::{self, SweepPace};
 use avatar_gateway::migrate::xep0227;
-use avatar_gateway::store::{DryRunStore, MemoryStore, RedbStore, Snapshot, Store};
+use avatar_gateway::store::{DryRunStore, MemoryStore, PostgresStore, RedbStore, Snapshot, Store};
 use avatar_gateway::wire::xep0084::AccessModel;
 use clap::{Parser, Subcommand};
 
@@ -234,6 +234,11 @@ fn migrate_live(args: &LiveArgs) -> anyhow::Result<()> {
 
 fn open_store(config: &Config) -> anyhow::Result<Box<dyn Store>> {
     Ok(match &config.store {
+        // A URL selects the shared PostgreSQL store; any other value is a redb file's path.
+        Some(url) if url.to_str().is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://")) => {
+            let url = url.to_string_lossy();
+            Box::new(PostgresStore::open(&url, config.blob_budget_bytes, None).context("opening the PostgreSQL store")?)
+        }
         Some(path) => Box::new(
             RedbStore::open(path, config.blob_budget_bytes)
                 .with_context(|| format!("opening the store {}", path.display()))?,

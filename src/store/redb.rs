@@ -70,7 +70,11 @@ impl RedbStore {
         let store = Self { db, path: path.to_owned(), budget: blob_budget_bytes };
         match store.init().map_err(|e| store.fail(META_NAME, e))? {
             None => Ok(store),
-            Some(found) => Err(StoreError::UnsupportedSchema { path: store.path, found, supported: SCHEMA_VERSION }),
+            Some(found) => Err(StoreError::UnsupportedSchema {
+                location: store.path.display().to_string(),
+                found,
+                supported: SCHEMA_VERSION,
+            }),
         }
     }
 

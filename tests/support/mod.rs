@@ -22,6 +22,7 @@ pub mod ejabberd_config;
 pub mod gateway;
 pub mod images;
 pub mod migrator;
+pub mod postgres;
 pub mod process;
 pub mod prosody;
 pub mod prosody_config;
