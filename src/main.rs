@@ -9,6 +9,7 @@ use avatar_gateway::engine::Engine;
 use avatar_gateway::image::ImageLimits;
 use avatar_gateway::migrate::live::{self, SweepPace};
 use avatar_gateway::migrate::xep0227;
+use avatar_gateway::store::lease::Lease;
 use avatar_gateway::store::{DryRunStore, MemoryStore, PostgresStore, RedbStore, Snapshot, Store};
 use avatar_gateway::wire::xep0084::AccessModel;
 use clap::{Parser, Subcommand};
@@ -187,7 +188,8 @@ fn migrate_live(args: &LiveArgs) -> anyhow::Result<()> {
         // The server announces its grants right after the handshake: start once the capability report is out.
         settle_after_connect: config.engine.report_delay + Duration::from_millis(100),
     };
-    let mut store = open_store(&config)?;
+    // Unfenced: like `run`'s, the sweep needs the only component session, so no gateway is active meanwhile.
+    let mut store = open_store(&config, None)?;
     let domain = args.domain.as_deref();
     let accounts = match &args.accounts {
         _ if args.known => {
@@ -232,13 +234,14 @@ fn migrate_live(args: &LiveArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Box<dyn Store>> {
+/// The configured store; `epoch`: the lease's fencing token its commits must carry (PostgreSQL only).
+fn open_store(config: &Config, epoch: Option<i64>) -> anyhow::Result<Box<dyn Store>> {
+    if let Some(url) = postgres_url(config) {
+        let store =
+            PostgresStore::open(url, config.blob_budget_bytes, epoch).context("opening the PostgreSQL store")?;
+        return Ok(Box::new(store));
+    }
     Ok(match &config.store {
-        // A URL selects the shared PostgreSQL store; any other value is a redb file's path.
-        Some(url) if url.to_str().is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://")) => {
-            let url = url.to_string_lossy();
-            Box::new(PostgresStore::open(&url, config.blob_budget_bytes, None).context("opening the PostgreSQL store")?)
-        }
         Some(path) => Box::new(
             RedbStore::open(path, config.blob_budget_bytes)
                 .with_context(|| format!("opening the store {}", path.display()))?,
@@ -259,11 +262,49 @@ fn snapshot(store: &dyn Store) -> anyhow::Result<Snapshot> {
 
 fn run(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = args.load()?;
-    let store = open_store(&config)?;
-    let engine = Engine::new(config.engine.clone(), snapshot(&*store)?);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
-    runtime.block_on(avatar_gateway::link::run(config.link, engine, store, shutdown_signal()));
-    Ok(())
+    loop {
+        // On PostgreSQL, only the lease holder connects to the server; a standby waits in `acquire`.
+        let lease = match postgres_url(&config) {
+            Some(url) => Some(Lease::acquire(url, &instance_name()).context("taking the lease")?),
+            None => None,
+        };
+        let store = open_store(&config, lease.as_ref().map(Lease::epoch))?;
+        // A standby that takes over warms from the database: the engine starts from what the old leader committed.
+        let engine = Engine::new(config.engine.clone(), snapshot(&*store)?);
+        let mut shut_down = false;
+        let until = async {
+            tokio::select! {
+                () = shutdown_signal() => shut_down = true,
+                () = lease_lost(lease.as_ref()) => {}
+            }
+        };
+        runtime.block_on(avatar_gateway::link::run(config.link.clone(), engine, store, until));
+        if shut_down {
+            return Ok(());
+        }
+        // Its commits are fenced from now on; what it had not committed is redone by the new leader.
+        tracing::warn!("lost the lease: disconnected, standing by again");
+    }
+}
+
+/// The PostgreSQL URL when `gateway.store` is one.
+fn postgres_url(config: &Config) -> Option<&str> {
+    config.store.as_deref()?.to_str().filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+}
+
+/// This instance's name in the lease row: host and PID.
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}:{}", host.trim(), std::process::id())
+}
+
+/// Resolves once `lease` is lost; never without one.
+async fn lease_lost(lease: Option<&Lease>) {
+    let Some(lease) = lease else { return std::future::pending().await };
+    while !lease.is_lost() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn shutdown_signal() {

@@ -674,3 +674,21 @@ fn postgres_newer_schema_is_refused_and_reopen_keeps_everything() {
     let err = PostgresStore::open(&url, BUDGET, None).err().expect("a newer schema is refused");
     assert!(matches!(err, StoreError::UnsupportedSchema { .. }), "{err:?}");
 }
+
+/// Two contenders: the second stands by while the first renews, and takes over within 5 s once the first stops
+/// renewing (its session gone), at a later epoch.
+#[test]
+fn postgres_a_standby_takes_over_the_lease_within_5_s() {
+    use avatar_gateway::store::lease::Lease;
+    let url = support::postgres::Postgres::shared().database();
+    let first = Lease::acquire(&url, "first").unwrap();
+    let standby_url = url.clone();
+    let standby = std::thread::spawn(move || Lease::acquire(&standby_url, "second").unwrap());
+    std::thread::sleep(std::time::Duration::from_secs(4)); // longer than the TTL: renewals keep it held
+    assert!(!standby.is_finished() && !first.is_lost());
+    let (epoch, lost_at) = (first.epoch(), std::time::Instant::now());
+    drop(first);
+    let second = standby.join().unwrap();
+    assert!(lost_at.elapsed() <= std::time::Duration::from_secs(5), "took {:?}", lost_at.elapsed());
+    assert!(second.epoch() > epoch);
+}

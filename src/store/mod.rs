@@ -45,6 +45,7 @@ use crate::engine::account::{Current, Seen};
 
 mod dry_run;
 mod encoding;
+pub mod lease;
 mod ledger;
 mod memory;
 mod postgres;
