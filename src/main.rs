@@ -11,7 +11,8 @@ use avatar_gateway::migrate::live::{self, SweepPace};
 use avatar_gateway::migrate::xep0227;
 use avatar_gateway::ops::logs::{self, LogFormat};
 use avatar_gateway::ops::{Ops, http, notify};
-use avatar_gateway::store::{DryRunStore, MemoryStore, RedbStore, Snapshot, Store};
+use avatar_gateway::store::lease::Lease;
+use avatar_gateway::store::{DryRunStore, MemoryStore, PostgresStore, RedbStore, Snapshot, Store};
 use avatar_gateway::wire::xep0084::AccessModel;
 use clap::{Parser, Subcommand};
 
@@ -205,7 +206,8 @@ fn migrate_live(args: &LiveArgs) -> anyhow::Result<()> {
         // The server announces its grants right after the handshake: start once the capability report is out.
         settle_after_connect: config.engine.report_delay + Duration::from_millis(100),
     };
-    let mut store = open_store(&config)?;
+    // Unfenced: like `run`'s, the sweep needs the only component session, so no gateway is active meanwhile.
+    let mut store = open_store(&config, None)?;
     let domain = args.domain.as_deref();
     let accounts = match &args.accounts {
         _ if args.known => {
@@ -250,7 +252,13 @@ fn migrate_live(args: &LiveArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Box<dyn Store>> {
+/// The configured store; `epoch`: the lease's fencing token its commits must carry (PostgreSQL only).
+fn open_store(config: &Config, epoch: Option<i64>) -> anyhow::Result<Box<dyn Store>> {
+    if let Some(url) = postgres_url(config) {
+        let store =
+            PostgresStore::open(url, config.blob_budget_bytes, epoch).context("opening the PostgreSQL store")?;
+        return Ok(Box::new(store));
+    }
     Ok(match &config.store {
         Some(path) => Box::new(
             RedbStore::open(path, config.blob_budget_bytes)
@@ -288,25 +296,62 @@ fn check(args: &ConfigArgs, account: Option<&str>, json: bool, timeout_secs: u64
 
 fn run(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = args.load()?;
-    let store = open_store(&config)?;
     let ops = Ops::new(config.engine.hosts.clone(), config.engine.iq_timeout);
-    let engine = Engine::new(config.engine.clone(), snapshot(&*store)?);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
         if let Some(address) = config.ops_listen {
             tokio::spawn(http::serve(http::bind(address).await?, ops.clone()));
         }
         tokio::spawn(notify::watchdog());
-        let shutdown = async {
-            shutdown_signal().await;
-            ops.begin_shutdown();
-        };
-        avatar_gateway::link::run(config.link, engine, store, ops.clone(), shutdown).await;
         anyhow::Ok(())
     })?;
-    // An image job abandoned by the drain still holds a blocking thread: do not wait for it.
-    runtime.shutdown_timeout(Duration::from_millis(100));
-    Ok(())
+    loop {
+        // On PostgreSQL, only the lease holder connects to the server; a standby waits in `acquire`.
+        let lease = match postgres_url(&config) {
+            Some(url) => Some(Lease::acquire(url, &instance_name()).context("taking the lease")?),
+            None => None,
+        };
+        let store = open_store(&config, lease.as_ref().map(Lease::epoch))?;
+        // A standby that takes over warms from the database: the engine starts from what the old leader committed.
+        let engine = Engine::new(config.engine.clone(), snapshot(&*store)?);
+        let mut shut_down = false;
+        let until = async {
+            tokio::select! {
+                () = shutdown_signal() => {
+                    shut_down = true;
+                    ops.begin_shutdown();
+                }
+                () = lease_lost(lease.as_ref()) => {}
+            }
+        };
+        runtime.block_on(avatar_gateway::link::run(config.link.clone(), engine, store, ops.clone(), until));
+        if shut_down {
+            // An image job abandoned by the drain still holds a blocking thread: do not wait for it.
+            runtime.shutdown_timeout(Duration::from_millis(100));
+            return Ok(());
+        }
+        // Its commits are fenced from now on; what it had not committed is redone by the new leader.
+        tracing::warn!("lost the lease: disconnected, standing by again");
+    }
+}
+
+/// The PostgreSQL URL when `gateway.store` is one.
+fn postgres_url(config: &Config) -> Option<&str> {
+    config.store.as_deref()?.to_str().filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+}
+
+/// This instance's name in the lease row: host and PID.
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}:{}", host.trim(), std::process::id())
+}
+
+/// Resolves once `lease` is lost; never without one.
+async fn lease_lost(lease: Option<&Lease>) {
+    let Some(lease) = lease else { return std::future::pending().await };
+    while !lease.is_lost() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn shutdown_signal() {

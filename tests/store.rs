@@ -1,15 +1,20 @@
 //! One behaviour suite for every [`Store`] backend, plus what only a file can show (reopen, corruption, schema
 //! upgrade, commits).
 //!
-//! Each check is written once over `&mut dyn Store`; `suite!` runs it against [`MemoryStore`], [`RedbStore`] and a
+//! Each check is written once over `&mut dyn Store`; `suite!` runs it against [`MemoryStore`], [`RedbStore`], `PostgresStore` (on a private server) and a
 //! [`DryRunStore`] over an empty base, so the in-memory store the engine tests use cannot drift from production.
 
 use std::path::Path;
 
 use avatar_gateway::avatar::AvatarHash;
 use avatar_gateway::engine::account::{Current, Scheme, Seen};
-use avatar_gateway::store::{DryRunStore, MemoryStore, RedbStore, SCHEMA_VERSION, Store, StoreError, StoredAccount};
+use avatar_gateway::store::{
+    DryRunStore, MemoryStore, PG_SCHEMA_VERSION, PostgresStore, RedbStore, SCHEMA_VERSION, Store, StoreError,
+    StoredAccount,
+};
 use redb::{Database, ReadableDatabase, TableDefinition};
+
+mod support;
 
 /// Small enough that three 40-byte blobs overflow it.
 const BUDGET: u64 = 100;
@@ -307,6 +312,12 @@ macro_rules! suite {
             $(#[test] fn $check() {
                 let dir = tempfile::tempdir().unwrap();
                 super::$check(&mut super::RedbStore::open(&dir.path().join("s.redb"), super::BUDGET).unwrap());
+            })*
+        }
+        mod postgres {
+            $(#[test] fn $check() {
+                let url = super::support::postgres::Postgres::shared().database();
+                super::$check(&mut avatar_gateway::store::PostgresStore::open(&url, super::BUDGET, None).unwrap());
             })*
         }
         mod dry_run {
@@ -625,4 +636,59 @@ fn a_dry_run_counts_pins_over_the_base_and_never_loses_its_blobs() {
     (10..15).for_each(|n| save(&mut dry, &blob(n, 40)));
     assert_eq!(pins(&dry, &logo.0), 1);
     assert!(held(&dry, &logo.0) && held(&dry, &logo_small.0));
+}
+
+/// A store opened at a leader epoch commits while the lease is at that epoch, and is refused once another
+/// instance took the lease (a later epoch): a paused old leader cannot overwrite the new one's writes.
+#[test]
+fn postgres_a_fenced_stale_writer_is_refused() {
+    let url = support::postgres::Postgres::shared().database();
+    let mut store = PostgresStore::open(&url, BUDGET, Some(0)).unwrap();
+    store.save_account("a@example.org", &storing(&hash(1))).unwrap();
+    let mut admin = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    admin.execute("UPDATE lease SET epoch = epoch + 1", &[]).unwrap();
+    let err = store.save_account("a@example.org", &storing(&hash(2))).unwrap_err();
+    assert!(matches!(err, StoreError::Fenced { ours: 0, current: 1 }), "{err:?}");
+    assert_eq!(store.load_account("a@example.org").unwrap(), Some(storing(&hash(1))), "nothing of it landed");
+    let mut leader = PostgresStore::open(&url, BUDGET, Some(1)).unwrap();
+    leader.save_account("a@example.org", &storing(&hash(3))).unwrap();
+}
+
+#[test]
+fn postgres_newer_schema_is_refused_and_reopen_keeps_everything() {
+    let url = support::postgres::Postgres::shared().database();
+    let (a, p) = (blob(1, 40), blob(9, 90));
+    {
+        let mut store = PostgresStore::open(&url, BUDGET, None).unwrap();
+        store.save_account("owner@example.org", &storing(&p.0)).unwrap();
+        save(&mut store, &p);
+        save(&mut store, &a);
+    }
+    let mut store = PostgresStore::open(&url, BUDGET, None).unwrap();
+    assert_eq!(store.load_blob(&p.0).unwrap(), Some(p.1));
+    save(&mut store, &blob(2, 40));
+    save(&mut store, &blob(3, 40)); // the eviction order survived: `a`, the oldest, goes
+    assert!(!held(&store, &a.0) && held(&store, &p.0));
+    let mut admin = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    admin.execute("UPDATE meta SET value = $1 WHERE key = 'schema_version'", &[&(PG_SCHEMA_VERSION + 1)]).unwrap();
+    let err = PostgresStore::open(&url, BUDGET, None).err().expect("a newer schema is refused");
+    assert!(matches!(err, StoreError::UnsupportedSchema { .. }), "{err:?}");
+}
+
+/// Two contenders: the second stands by while the first renews, and takes over within 5 s once the first stops
+/// renewing (its session gone), at a later epoch.
+#[test]
+fn postgres_a_standby_takes_over_the_lease_within_5_s() {
+    use avatar_gateway::store::lease::Lease;
+    let url = support::postgres::Postgres::shared().database();
+    let first = Lease::acquire(&url, "first").unwrap();
+    let standby_url = url.clone();
+    let standby = std::thread::spawn(move || Lease::acquire(&standby_url, "second").unwrap());
+    std::thread::sleep(std::time::Duration::from_secs(4)); // longer than the TTL: renewals keep it held
+    assert!(!standby.is_finished() && !first.is_lost());
+    let (epoch, lost_at) = (first.epoch(), std::time::Instant::now());
+    drop(first);
+    let second = standby.join().unwrap();
+    assert!(lost_at.elapsed() <= std::time::Duration::from_secs(5), "took {:?}", lost_at.elapsed());
+    assert!(second.epoch() > epoch);
 }

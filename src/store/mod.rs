@@ -45,12 +45,16 @@ use crate::engine::account::{Current, Seen};
 
 mod dry_run;
 mod encoding;
+pub mod lease;
+mod ledger;
 mod memory;
+mod postgres;
 mod redb;
 
 pub use self::dry_run::DryRunStore;
 pub use self::encoding::DecodeError;
 pub use self::memory::MemoryStore;
+pub use self::postgres::{PG_SCHEMA_VERSION, PostgresStore};
 pub use self::redb::{RedbStore, SCHEMA_VERSION};
 
 /// Per-account durable state.
@@ -182,16 +186,35 @@ pub enum StoreError {
         #[source]
         source: Box<::redb::Error>,
     },
-    /// The file's schema version is not one this build reads: normally a newer gateway wrote it (0 is never
-    /// written). Refusing it protects data this build cannot understand from being misread or overwritten.
-    #[error("the store at {path} has schema version {found}, this gateway reads versions 1 to {supported}")]
+    /// The store's schema version is not one this build reads: normally a newer gateway wrote it (0 is never
+    /// written to a file). Refusing it protects data this build cannot understand from being misread or
+    /// overwritten.
+    #[error("the store at {location} has schema version {found}, this gateway reads versions up to {supported}")]
     UnsupportedSchema {
-        /// The database file.
-        path: PathBuf,
+        /// The database file, or the PostgreSQL URL without its password.
+        location: String,
         /// The version in its `meta` table.
         found: u64,
-        /// The newest version this build reads ([`SCHEMA_VERSION`]).
+        /// The newest version this build reads ([`SCHEMA_VERSION`] or [`PG_SCHEMA_VERSION`]).
         supported: u64,
+    },
+    /// PostgreSQL refused a connection, a statement or a commit (the server down, a lost session, a conflict).
+    #[error("PostgreSQL, {what}: {source}")]
+    Postgres {
+        /// What the store was doing.
+        what: &'static str,
+        /// What the client reported (boxed: errors are the cold path).
+        #[source]
+        source: Box<::postgres::Error>,
+    },
+    /// The commit was refused because another instance took the lease since this one got it: this instance is
+    /// no longer the leader, and its writes must not land over the new leader's.
+    #[error("fenced: this instance led at epoch {ours}, the lease is at epoch {current} now")]
+    Fenced {
+        /// The epoch this store was opened with.
+        ours: i64,
+        /// The lease's epoch in the database.
+        current: i64,
     },
     /// One account's stored bytes do not decode: that account is unreadable, the rest of the store is fine.
     #[error("the stored state of account `{account}` is corrupt: {reason}")]

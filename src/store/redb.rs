@@ -6,7 +6,8 @@ use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
 };
 
-use super::{Store, StoreError, StoreOp, StoredAccount, pin_delta};
+use super::ledger::{self, Ledger};
+use super::{Store, StoreError, StoreOp, StoredAccount};
 use crate::avatar::AvatarHash;
 
 /// The schema version this build writes and reads.
@@ -69,7 +70,11 @@ impl RedbStore {
         let store = Self { db, path: path.to_owned(), budget: blob_budget_bytes };
         match store.init().map_err(|e| store.fail(META_NAME, e))? {
             None => Ok(store),
-            Some(found) => Err(StoreError::UnsupportedSchema { path: store.path, found, supported: SCHEMA_VERSION }),
+            Some(found) => Err(StoreError::UnsupportedSchema {
+                location: store.path.display().to_string(),
+                found,
+                supported: SCHEMA_VERSION,
+            }),
         }
     }
 
@@ -124,16 +129,16 @@ impl RedbStore {
     fn write(
         &self,
         table: &'static str,
-        body: impl FnOnce(&mut Tables<'_>) -> Result<bool, redb::Error>,
+        body: impl FnOnce(&mut Ledger<Tables<'_>>) -> Result<bool, redb::Error>,
     ) -> Result<(), StoreError> {
         let run = || -> Result<(), redb::Error> {
             let txn = self.db.begin_write()?;
             let changed = {
-                let mut tables = Tables::open(&txn, self.budget)?;
-                let changed = body(&mut tables)?;
+                let mut ledger = Tables::open(&txn, self.budget)?;
+                let changed = body(&mut ledger)?;
                 if changed {
-                    tables.counters.insert(KEY_NEXT_SEQ, tables.next_seq)?;
-                    tables.counters.insert(KEY_EVICTABLE_BYTES, tables.evictable_bytes)?;
+                    ledger.tables.counters.insert(KEY_NEXT_SEQ, ledger.next_seq)?;
+                    ledger.tables.counters.insert(KEY_EVICTABLE_BYTES, ledger.evictable_bytes)?;
                 }
                 changed
             };
@@ -183,7 +188,7 @@ fn upgrade_1_to_2(txn: &WriteTransaction) -> Result<(), redb::Error> {
     Ok(())
 }
 
-/// Every table and the blob counters inside one write transaction.
+/// Every table inside one write transaction: the primitives [`Ledger`] runs the bookkeeping over.
 struct Tables<'txn> {
     counters: Table<'txn, &'static str, u64>,
     accounts: Table<'txn, &'static str, &'static [u8]>,
@@ -191,116 +196,82 @@ struct Tables<'txn> {
     meta: Table<'txn, &'static [u8; 20], (u64, u64)>,
     evictable: Table<'txn, u64, &'static [u8; 20]>,
     pins: Table<'txn, &'static [u8; 20], u32>,
-    next_seq: u64,
-    evictable_bytes: u64,
-    budget: u64,
 }
 
 impl<'txn> Tables<'txn> {
-    fn open(txn: &'txn WriteTransaction, budget: u64) -> Result<Self, redb::Error> {
+    /// The tables, in a ledger with the counters as stored.
+    fn open(txn: &'txn WriteTransaction, budget: u64) -> Result<Ledger<Self>, redb::Error> {
         let counters = txn.open_table(META)?;
         let counter = |key| counters.get(key).map(|v| v.map_or(0, |v| v.value()));
         let (next_seq, evictable_bytes) = (counter(KEY_NEXT_SEQ)?, counter(KEY_EVICTABLE_BYTES)?);
-        Ok(Self {
+        let tables = Self {
             counters,
             accounts: txn.open_table(ACCOUNTS)?,
             blobs: txn.open_table(BLOBS)?,
             meta: txn.open_table(BLOB_META)?,
             evictable: txn.open_table(EVICTABLE)?,
             pins: txn.open_table(PINS)?,
-            next_seq,
-            evictable_bytes,
-            budget,
-        })
+        };
+        Ok(Ledger { tables, next_seq, evictable_bytes, budget })
+    }
+}
+
+impl ledger::Tables for Tables<'_> {
+    type Error = redb::Error;
+
+    fn account(&mut self, account: &str) -> Result<Option<Vec<u8>>, redb::Error> {
+        Ok(self.accounts.get(account)?.map(|v| v.value().to_vec()))
     }
 
-    /// [`Store::save_account`] inside this transaction; whether it changed anything.
-    fn save_account(&mut self, account: &str, state: &StoredAccount) -> Result<bool, redb::Error> {
-        let encoded = state.encode();
-        let previous = self.accounts.get(account)?.map(|v| v.value().to_vec());
-        if previous.as_deref() == Some(encoded.as_slice()) {
-            return Ok(false); // the encoding is canonical: same bytes, same record
-        }
-        let previous = previous.and_then(|bytes| StoredAccount::decode(&bytes).ok());
-        let (released, added) = pin_delta(previous.as_ref(), state);
-        self.accounts.insert(account, encoded.as_slice())?;
-        for hash in &added {
-            self.pin(hash)?;
-        }
-        for hash in &released {
-            self.unpin(hash)?;
-        }
-        self.evict()?;
-        Ok(true)
-    }
-
-    /// [`Store::save_blob`] inside this transaction; whether it changed anything.
-    fn save_blob(&mut self, hash: &AvatarHash, bytes: &[u8]) -> Result<bool, redb::Error> {
-        let key = hash.as_bytes();
-        if self.meta.get(key)?.is_some() {
-            return Ok(false); // content-addressed: the bytes are already these
-        }
-        let (len, seq) = (bytes.len() as u64, self.next_seq);
-        self.next_seq += 1;
-        self.blobs.insert(key, bytes)?;
-        self.meta.insert(key, (len, seq))?;
-        if self.pins.get(key)?.is_none() {
-            self.evictable.insert(seq, key)?;
-            self.evictable_bytes += len;
-            self.evict()?;
-        }
-        Ok(true)
-    }
-
-    /// One more account references `hash`: a held blob gaining its first pin leaves the eviction order.
-    fn pin(&mut self, hash: &AvatarHash) -> Result<(), redb::Error> {
-        let key = hash.as_bytes();
-        let count = self.pins.get(key)?.map_or(0, |v| v.value());
-        self.pins.insert(key, count.saturating_add(1))?;
-        if count == 0
-            && let Some((len, seq)) = self.meta.get(key)?.map(|v| v.value())
-        {
-            self.evictable.remove(seq)?;
-            self.evictable_bytes = self.evictable_bytes.saturating_sub(len);
-        }
+    fn put_account(&mut self, account: &str, encoded: &[u8]) -> Result<(), redb::Error> {
+        self.accounts.insert(account, encoded)?;
         Ok(())
     }
 
-    /// One account fewer references `hash`: a held blob losing its last pin rejoins the eviction order where it
-    /// was inserted.
-    fn unpin(&mut self, hash: &AvatarHash) -> Result<(), redb::Error> {
-        let key = hash.as_bytes();
-        let count = self.pins.get(key)?.map(|v| v.value());
+    fn blob_meta(&mut self, hash: &AvatarHash) -> Result<Option<(u64, u64)>, redb::Error> {
+        Ok(self.meta.get(hash.as_bytes())?.map(|v| v.value()))
+    }
+
+    fn put_blob(&mut self, hash: &AvatarHash, bytes: &[u8], seq: u64) -> Result<(), redb::Error> {
+        self.blobs.insert(hash.as_bytes(), bytes)?;
+        self.meta.insert(hash.as_bytes(), (bytes.len() as u64, seq))?;
+        Ok(())
+    }
+
+    fn remove_blob(&mut self, hash: &AvatarHash) -> Result<(), redb::Error> {
+        self.meta.remove(hash.as_bytes())?;
+        self.blobs.remove(hash.as_bytes())?;
+        Ok(())
+    }
+
+    fn pin_count(&mut self, hash: &AvatarHash) -> Result<u32, redb::Error> {
+        Ok(self.pins.get(hash.as_bytes())?.map_or(0, |v| v.value()))
+    }
+
+    fn set_pin_count(&mut self, hash: &AvatarHash, count: u32) -> Result<(), redb::Error> {
         match count {
-            None => {}
-            Some(count @ 2..) => {
-                self.pins.insert(key, count - 1)?;
-            }
-            Some(_) => {
-                self.pins.remove(key)?;
-                if let Some((len, seq)) = self.meta.get(key)?.map(|v| v.value()) {
-                    self.evictable.insert(seq, key)?;
-                    self.evictable_bytes += len;
-                }
-            }
-        }
+            0 => self.pins.remove(hash.as_bytes())?.map(drop),
+            _ => self.pins.insert(hash.as_bytes(), count)?.map(drop),
+        };
         Ok(())
     }
 
-    /// Evicts oldest-first until within budget, never the newest evictable blob (same rule as
-    /// [`MemoryStore`](super::MemoryStore)).
-    fn evict(&mut self) -> Result<(), redb::Error> {
-        while self.evictable_bytes > self.budget && self.evictable.len()? > 1 {
-            let hash = match self.evictable.pop_first()? {
-                Some((_, hash)) => *hash.value(),
-                None => break,
-            };
-            if let Some(meta) = self.meta.remove(&hash)? {
-                self.evictable_bytes = self.evictable_bytes.saturating_sub(meta.value().0);
-            }
-            self.blobs.remove(&hash)?;
-        }
+    fn add_evictable(&mut self, seq: u64, hash: &AvatarHash) -> Result<(), redb::Error> {
+        self.evictable.insert(seq, hash.as_bytes())?;
         Ok(())
+    }
+
+    fn remove_evictable(&mut self, seq: u64) -> Result<(), redb::Error> {
+        self.evictable.remove(seq)?;
+        Ok(())
+    }
+
+    fn several_evictable(&mut self) -> Result<bool, redb::Error> {
+        Ok(self.evictable.len()? > 1)
+    }
+
+    fn pop_oldest_evictable(&mut self) -> Result<Option<AvatarHash>, redb::Error> {
+        Ok(self.evictable.pop_first()?.map(|(_, hash)| AvatarHash::from_bytes(*hash.value())))
     }
 }
 
@@ -348,15 +319,6 @@ impl Store for RedbStore {
             [StoreOp::Blob(..)] => BLOBS_NAME,
             _ => ACCOUNTS_NAME,
         };
-        self.write(table, |t| {
-            let mut changed = false;
-            for op in ops {
-                changed |= match *op {
-                    StoreOp::Account(account, state) => t.save_account(account, state)?,
-                    StoreOp::Blob(hash, bytes) => t.save_blob(&hash, bytes)?,
-                };
-            }
-            Ok(changed)
-        })
+        self.write(table, |ledger| ledger.apply(ops))
     }
 }

@@ -23,6 +23,7 @@ pub mod gateway;
 pub mod images;
 pub mod migrator;
 pub mod ops;
+pub mod postgres;
 pub mod process;
 pub mod prosody;
 pub mod prosody_config;
