@@ -308,7 +308,16 @@ fn run(args: &ConfigArgs) -> anyhow::Result<()> {
     loop {
         // On PostgreSQL, only the lease holder connects to the server; a standby waits in `acquire`.
         let lease = match postgres_url(&config) {
-            Some(url) => Some(Lease::acquire(url, &instance_name()).context("taking the lease")?),
+            Some(url) => {
+                ops.set_standby(true, None);
+                // Off the runtime's thread, so that /metrics and /health answer while this instance stands by.
+                let (url, name) = (url.to_owned(), instance_name());
+                let taken = runtime
+                    .block_on(async move { tokio::task::spawn_blocking(move || Lease::acquire(&url, &name)).await });
+                let lease = taken.context("waiting for the lease")?.context("taking the lease")?;
+                ops.set_standby(false, Some(lease.epoch()));
+                Some(lease)
+            }
             None => None,
         };
         let store = open_store(&config, lease.as_ref().map(Lease::epoch))?;

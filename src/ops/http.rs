@@ -106,6 +106,7 @@ fn route(head: &[u8], ops: &Ops) -> (&'static str, &'static str, String) {
             Health::Linked => ("200 OK", TEXT, "ok: linked, handshake done\n".into()),
             Health::Down => ("503 Service Unavailable", TEXT, "down: not linked to the server\n".into()),
             Health::Draining => ("503 Service Unavailable", TEXT, "draining: shutting down\n".into()),
+            Health::Standby => ("503 Service Unavailable", TEXT, "standby: another instance holds the lease\n".into()),
         },
         (Some("GET"), Some(_)) => ("404 Not Found", TEXT, "not found: try /metrics or /health\n".into()),
         (Some(_), Some(_)) => ("405 Method Not Allowed", TEXT, "only GET\n".into()),

@@ -92,6 +92,8 @@ pub struct Metrics {
     pub rate_limited: Counter,
     /// Connections re-established after the link was lost.
     pub reconnects: Counter,
+    /// Times this instance took the lease over from another (failovers it served).
+    pub takeovers: Counter,
     /// 1 while the component stream is up and authenticated.
     pub link_up: Gauge,
     /// Accounts the engine tracks (every one it met since start, and those restored from the store).
@@ -128,6 +130,7 @@ impl Default for Metrics {
             rate_limited: Counter::default(),
             store_failures: Counter::default(),
             reconnects: Counter::default(),
+            takeovers: Counter::default(),
             link_up: Gauge::default(),
             accounts: Gauge::default(),
             cache_bytes: Gauge::default(),
@@ -169,6 +172,7 @@ impl Default for Metrics {
             m.rate_limited.clone(),
         );
         r.register("link_reconnects", "Component connections re-established after a loss", m.reconnects.clone());
+        r.register("failovers", "Times this instance took the lease over from another instance", m.takeovers.clone());
         r.register("link_up", "1 while the component stream is up and authenticated", m.link_up.clone());
         r.register("accounts_tracked", "Accounts the engine tracks (met since start or restored)", m.accounts.clone());
         r.register("cache_bytes", "Image bytes in the in-memory cache", m.cache_bytes.clone());

@@ -37,6 +37,8 @@ struct Shared {
     sketches: Mutex<Sketches>,
     linked: AtomicBool,
     draining: AtomicBool,
+    /// Waiting for the lease another instance holds (PostgreSQL store).
+    standby: AtomicBool,
     /// Only their accounts are counted as clients (anyone may send the component a presence).
     hosts: Vec<BareJid>,
     iq_timeout: Duration,
@@ -59,6 +61,8 @@ pub enum Health {
     Down,
     /// Shutting down.
     Draining,
+    /// A hot standby: another instance holds the lease and serves the server.
+    Standby,
 }
 
 impl Ops {
@@ -69,6 +73,7 @@ impl Ops {
             sketches: Mutex::default(),
             linked: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            standby: AtomicBool::new(false),
             hosts,
             iq_timeout,
         };
@@ -79,10 +84,21 @@ impl Ops {
     pub fn health(&self) -> Health {
         if self.shared.draining.load(Ordering::Relaxed) {
             Health::Draining
+        } else if self.shared.standby.load(Ordering::Relaxed) {
+            Health::Standby
         } else if self.shared.linked.load(Ordering::Relaxed) {
             Health::Linked
         } else {
             Health::Down
+        }
+    }
+
+    /// Whether this instance waits for the lease (`true`) or holds it; `epoch` is the lease taken (above 1: an
+    /// instance held it before, so this is a takeover, counted).
+    pub fn set_standby(&self, standby: bool, epoch: Option<i64>) {
+        self.shared.standby.store(standby, Ordering::Relaxed);
+        if epoch.is_some_and(|e| e > 1) {
+            self.shared.metrics.takeovers.inc();
         }
     }
 
