@@ -518,16 +518,7 @@ fn storage_set_is_answered_only_once_committed_and_an_error_if_the_commit_failed
     let mut h = Harness::prosody(ServerConverts::Yes, FakeServer::plain());
     h.hold_syncs = true;
     let img = Image::fixture("pixel-1x1.png");
-    let set = |id: &str| {
-        delegated(
-            id,
-            &format!(
-                "<iq xmlns='jabber:client' type='set' id='s-{id}' from='alice@localhost/coccinella'>\
-                 <query xmlns='storage:client:avatar'><data mimetype='image/png'>{}</data></query></iq>",
-                img.b64
-            ),
-        )
-    };
+    let set = |id: &str| storage_set(id, &format!("s-{id}"), "alice@localhost/coccinella", &img);
     h.recv(&set("d1"));
     let publish = h.expect_sent(&pep_poll("gw1", ALICE));
     h.expect_nothing_sent();

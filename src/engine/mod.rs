@@ -845,12 +845,13 @@ impl Engine {
     }
 
     fn account(&mut self, jid: &BareJid) -> &mut Account {
-        let server_converts = Self::server_converts(&self.config);
-        self.accounts.entry(jid.clone()).or_insert_with(|| {
+        // Looked up first: every stanza asks, and `entry` would clone the JID each time.
+        if !self.accounts.contains_key(jid) {
             let mut account = Account::default();
-            account.server_converts = server_converts;
-            account
-        })
+            account.server_converts = Self::server_converts(&self.config);
+            self.accounts.insert(jid.clone(), account);
+        }
+        self.accounts.get_mut(jid).expect("inserted above")
     }
 
     fn refuse(&mut self, account: &BareJid, scheme: Scheme, reason: String) {

@@ -137,7 +137,7 @@ impl Outstanding {
         let mut by_id = std::mem::take(&mut self.by_id);
         let sent = self.order.drain(..).map(|(_, id)| id);
         let queued = self.queued.drain(..).map(|(id, _)| id);
-        let all = sent.chain(queued).collect::<Vec<_>>().into_iter().filter_map(|id| by_id.remove(&id)).collect();
+        let all = sent.chain(queued).filter_map(|id| by_id.remove(&id)).collect();
         *self = Self::new(self.limit, self.timeout);
         all
     }

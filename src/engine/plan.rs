@@ -407,9 +407,7 @@ impl Engine {
     ) {
         // Over its rate: the client is told to wait, and nothing changes (RFC 6120 §8.3.3.18).
         if let Err((limit, retry_in)) = self.rates.check(account, now) {
-            if self.rates.tell(account, now, retry_in) {
-                self.events.push_back(Event::RateLimited { account: account.to_string(), limit, retry_in });
-            }
+            self.over_rate(now, account, limit, retry_in);
             return self.reply_delegated(outer, delegated, Condition::ResourceConstraint);
         }
         match data {

@@ -171,13 +171,18 @@ impl Engine {
         verdict: Result<(), (Limited, Duration)>,
     ) -> bool {
         let Err((limit, retry_in)) = verdict else { return true };
-        if self.rates.tell(account, now, retry_in) {
-            self.events.push_back(Event::RateLimited { account: account.to_string(), limit, retry_in });
-        }
+        self.over_rate(now, account, limit, retry_in);
         self.account(account).forget(scheme);
         self.persist(account);
         self.sweep_refused(account, || format!("{}: over its rate of {limit}", scheme.name()));
         false
+    }
+
+    /// `account` is over `limit` for `retry_in`: told once per window.
+    pub(super) fn over_rate(&mut self, now: Instant, account: &BareJid, limit: Limited, retry_in: Duration) {
+        if self.rates.tell(account, now, retry_in) {
+            self.events.push_back(Event::RateLimited { account: account.to_string(), limit, retry_in });
+        }
     }
 }
 

@@ -81,6 +81,16 @@ impl StoredAccount {
     }
 }
 
+impl StoredAccount {
+    /// The record stored for `account` as bytes (`None`: none stored), decoded; bytes that do not decode are
+    /// [`StoreError::Corrupt`] naming the account. What every on-disk backend's `load_account` does once it has
+    /// read the bytes.
+    pub(crate) fn decode_stored(account: &str, bytes: Option<Vec<u8>>) -> Result<Option<Self>, StoreError> {
+        let Some(bytes) = bytes else { return Ok(None) };
+        Self::decode(&bytes).map(Some).map_err(|reason| StoreError::Corrupt { account: account.to_owned(), reason })
+    }
+}
+
 /// What one account save does to the pin counts: `(released, added)`, disjoint. `old` is `None` when there was no
 /// previous record, or it did not decode (it counted for nothing).
 pub(crate) fn pin_delta(old: Option<&StoredAccount>, new: &StoredAccount) -> (Vec<AvatarHash>, Vec<AvatarHash>) {

@@ -193,10 +193,7 @@ impl Store for PostgresStore {
     fn load_account(&self, account: &str) -> Result<Option<StoredAccount>, StoreError> {
         let bytes: Option<Vec<u8>> =
             self.query_opt("reading an account", "SELECT record FROM accounts WHERE account = $1", &account)?;
-        let Some(bytes) = bytes else { return Ok(None) };
-        StoredAccount::decode(&bytes)
-            .map(Some)
-            .map_err(|reason| StoreError::Corrupt { account: account.to_owned(), reason })
+        StoredAccount::decode_stored(account, bytes)
     }
 
     fn save_account(&mut self, account: &str, state: &StoredAccount) -> Result<(), StoreError> {

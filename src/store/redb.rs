@@ -279,10 +279,7 @@ impl Store for RedbStore {
     fn load_account(&self, account: &str) -> Result<Option<StoredAccount>, StoreError> {
         let bytes =
             self.read(ACCOUNTS_NAME, |txn| Ok(txn.open_table(ACCOUNTS)?.get(account)?.map(|v| v.value().to_vec())));
-        let Some(bytes) = bytes? else { return Ok(None) };
-        StoredAccount::decode(&bytes)
-            .map(Some)
-            .map_err(|reason| StoreError::Corrupt { account: account.to_owned(), reason })
+        StoredAccount::decode_stored(account, bytes?)
     }
 
     fn save_account(&mut self, account: &str, state: &StoredAccount) -> Result<(), StoreError> {
