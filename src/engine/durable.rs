@@ -180,7 +180,9 @@ impl Engine {
     }
 
     /// The bytes of `hash`: from the cache, or asked of the store (then `resume` runs when they arrive).
-    pub(super) fn rendition(&mut self, hash: &AvatarHash, resume: Resume) -> Held {
+    /// `resume` is made only when the work has to wait (the cache hit, on every unchanged presence, allocates
+    /// nothing).
+    pub(super) fn rendition(&mut self, hash: &AvatarHash, resume: impl FnOnce() -> Resume) -> Held {
         if let Some(r) = self.cache.get(hash).or_else(|| self.durable.loaded.get(hash).cloned()) {
             return Held::Ready(r);
         }
@@ -192,7 +194,7 @@ impl Engine {
             self.durable.requests.push_back(StoreRequest::LoadBlob(*hash));
             Vec::new()
         });
-        waiting.push(resume);
+        waiting.push(resume());
         Held::Loading
     }
 

@@ -905,8 +905,9 @@ impl Engine {
     /// A new hash for the account: known bytes are adopted at once; a hash that failed for this account waits out
     /// its negative TTL; anything else is fetched.
     fn candidate(&mut self, now: Instant, account: &BareJid, scheme: Scheme, hash: AvatarHash, from: Option<&Jid>) {
-        let waiter = Waiter { account: account.clone(), scheme, legacy_from: from.cloned(), hash };
-        match self.rendition(&hash, Resume::Candidate(waiter)) {
+        let waiter =
+            || Resume::Candidate(Waiter { account: account.clone(), scheme, legacy_from: from.cloned(), hash });
+        match self.rendition(&hash, waiter) {
             Held::Ready(r) => return self.adopt_held(now, account, scheme, r),
             Held::Loading => return,
             Held::Missing => {}

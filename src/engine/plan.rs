@@ -158,7 +158,7 @@ impl Engine {
         let Some(converts) = a.server_converts else { return };
         let (current, cleared, seen) = (a.current().copied(), a.cleared(), a.seen_all());
         let (source, png) = match (current, cleared) {
-            (Some(current), _) => match self.rendition(&current.png, Resume::Account(account.clone())) {
+            (Some(current), _) => match self.rendition(&current.png, || Resume::Account(account.clone())) {
                 Held::Ready(r) if let Some(png) = r.as_png() => (current.source, Some(png)),
                 Held::Loading => return,
                 Held::Ready(_) | Held::Missing => {
@@ -519,7 +519,7 @@ impl Engine {
             }
         }
         let rendition = match current {
-            Some(c) => match self.rendition(&c.legacy, Resume::Account(account.clone())) {
+            Some(c) => match self.rendition(&c.legacy, || Resume::Account(account.clone())) {
                 Held::Ready(r) => Some(r),
                 Held::Loading => return,
                 Held::Missing => None,
